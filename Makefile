@@ -1,0 +1,27 @@
+# `make demo` and `make test` create .venv with everything the project needs when it is
+# missing (or when pyproject.toml changed), then run. pip's cache is kept between installs.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo bench lint
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	. ./env.sh && python -m pytest
+
+demo: install
+	. ./env.sh && LENSING_SUITE=$${LENSING_SUITE:-demo} LENSING_NSIDE=$${LENSING_NSIDE:-512} python -m lensing_assets.demo
+
+bench: install
+	. ./env.sh && python bench/bench_tiles.py
+
+lint: install
+	. ./env.sh && ruff check lensing_core lensing_assets tests bench

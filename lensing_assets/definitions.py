@@ -1,0 +1,15 @@
+"""The Dagster Definitions of the lensing platform (``dagster ... -m lensing_assets``)."""
+
+import dagster as dg
+
+from lensing_assets.defs.jobs import kappa_job, tiles_job
+from lensing_assets.defs.kappa import kappa_maps
+from lensing_assets.defs.partitions import SETTINGS
+from lensing_assets.defs.resources import resources_from
+from lensing_assets.defs.tiles import tiles
+
+defs = dg.Definitions(
+    assets=[kappa_maps, tiles],
+    jobs=[kappa_job, tiles_job],
+    resources=resources_from(SETTINGS),
+)

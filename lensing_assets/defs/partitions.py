@@ -1,0 +1,35 @@
+"""Partition definitions, built once from the configured suite.
+
+The sim x lmax key reads ``SIM|LMAX`` (e.g. ``109|600``): Dagster orders the parts of a
+multi-partition key by dimension *name*, and ``"sim" < "tile_lmax"``.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lensing_core.config import PlatformSettings
+from lensing_core.sky.tiles import LMAX_TO_NSIDE
+
+SETTINGS = PlatformSettings.from_env()
+CATALOG = SETTINGS.catalog()
+
+SIM_DIM = "sim"
+LMAX_DIM = "tile_lmax"
+
+sim_partitions_def = dg.StaticPartitionsDefinition([str(i) for i in CATALOG.sim_ids])
+lmax_partitions_def = dg.StaticPartitionsDefinition([str(lmax) for lmax in LMAX_TO_NSIDE])
+sim_lmax_partitions_def = dg.MultiPartitionsDefinition(
+    {SIM_DIM: sim_partitions_def, LMAX_DIM: lmax_partitions_def}
+)
+
+
+def sim_lmax_of(partition_key: dg.MultiPartitionKey | str) -> tuple[int, int]:
+    """``(sim_id, lmax)`` of a sim x lmax partition key such as ``"109|600"``."""
+    key = (
+        partition_key
+        if isinstance(partition_key, dg.MultiPartitionKey)
+        else sim_lmax_partitions_def.get_partition_key_from_str(partition_key)
+    )
+    dims = key.keys_by_dimension
+    return int(dims[SIM_DIM]), int(dims[LMAX_DIM])

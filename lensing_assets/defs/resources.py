@@ -1,0 +1,71 @@
+"""Resources: the data root, the kappa source and the tiling options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from lensing_core.config import PlatformSettings
+from lensing_core.sims.sources import KappaSource
+from lensing_core.storage import DataRoot
+
+
+class LensingStorage(dg.ConfigurableResource):
+    """The data root every artifact is written under (``LENSING_DATA_ROOT``)."""
+
+    root: str
+
+    def data_root(self) -> DataRoot:
+        """Paths and checked I/O of the data root."""
+        return DataRoot(Path(self.root))
+
+
+class KappaSourceResource(dg.ConfigurableResource):
+    """Where kappa maps come from: ``synthetic`` or ``kappa_npz`` (``LENSING_SOURCE``...)."""
+
+    source: str = "synthetic"
+    suite: str = "full"
+    nside: int = 1024
+    kappa_dir: str | None = None
+    catalog_csv: str | None = None
+
+    def settings(self) -> PlatformSettings:
+        """The core settings these fields describe."""
+        return PlatformSettings(
+            data_root=Path("."),
+            source=self.source,
+            suite=self.suite,
+            nside=self.nside,
+            kappa_dir=Path(self.kappa_dir) if self.kappa_dir else None,
+            catalog_csv=Path(self.catalog_csv) if self.catalog_csv else None,
+        )
+
+    def build(self) -> KappaSource:
+        """The configured source over the configured suite."""
+        return self.settings().kappa_source()
+
+
+class TilingResource(dg.ConfigurableResource):
+    """Tile options: orientation scheme, noise convention, analysis iterations."""
+
+    scheme: str = "belts"
+    noise_convention: str = "per_component"
+    n_iter: int = 3
+
+
+def resources_from(settings: PlatformSettings) -> dict[str, dg.ConfigurableResource]:
+    """Resources configured from the platform settings."""
+    return {
+        "storage": LensingStorage(root=str(settings.data_root)),
+        "kappa_source": KappaSourceResource(
+            source=settings.source,
+            suite=settings.suite,
+            nside=settings.nside,
+            kappa_dir=str(settings.kappa_dir) if settings.kappa_dir else None,
+            catalog_csv=str(settings.catalog_csv) if settings.catalog_csv else None,
+        ),
+        "tiling": TilingResource(
+            scheme=settings.scheme, noise_convention=settings.noise_convention
+        ),
+    }

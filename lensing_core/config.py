@@ -1,0 +1,158 @@
+"""Platform settings from the environment: data root, kappa source, suite, tiling options.
+
+Every setting has an environment variable, so that the source and the suite are chosen by
+configuration, never by editing code:
+
+=========================  =================================================================
+``LENSING_DATA_ROOT``      data root (default: ``data/`` in the project checkout)
+``LENSING_SOURCE``         ``synthetic`` (default), ``kappa_npz``
+``LENSING_SUITE``          ``full`` (default), ``demo`` (sims 101-116) or ids like ``1-20,109``
+``LENSING_NSIDE``          nside of synthetic maps (default 1024)
+``LENSING_KAPPA_DIR``      ``kappa_npz``: directory holding ``sim00001/kappa_maps.npz``
+``LENSING_CATALOG_CSV``    parameter table in the ``gower_street_runs.csv`` format (optional)
+``LENSING_TILE_SCHEME``    ``belts`` (default) or ``legacy``
+``LENSING_NOISE_CONVENTION``  ``per_component`` (default) or ``legacy``
+=========================  =================================================================
+
+Classes
+-------
+PlatformSettings
+    The settings, with :meth:`PlatformSettings.from_env`, the configured catalog and source.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from lensing_core.sims.catalog import (
+    PARAM_KEYS,
+    SimCatalog,
+    parse_suite,
+    read_gower_street_csv,
+    synthetic_catalog,
+)
+from lensing_core.sims.sources import KappaNpzSource, KappaSource, SyntheticSource
+from lensing_core.sky.noise import NOISE_CONVENTIONS
+from lensing_core.sky.rotations import SCHEMES
+
+SOURCES: tuple[str, ...] = ("synthetic", "kappa_npz")
+
+
+def default_data_root() -> Path:
+    """``data/`` in the project checkout (or in the working directory for an installed copy)."""
+    checkout = Path(__file__).resolve().parents[1]
+    base = checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+    return base / "data"
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """
+    Settings of one deployment of the platform.
+
+    Attributes
+    ----------
+    data_root
+        Where every artifact is written.
+    source
+        Kappa source name, one of :data:`SOURCES`.
+    suite
+        Suite specification, see :func:`~lensing_core.sims.catalog.parse_suite`.
+    nside
+        Resolution of synthetic maps.
+    kappa_dir
+        Directory of the ``kappa_npz`` source.
+    catalog_csv
+        Parameter table (Gower Street format); required by nothing yet, used when given.
+    scheme
+        Tile orientation scheme.
+    noise_convention
+        Shape-noise convention.
+    """
+
+    data_root: Path
+    source: str = "synthetic"
+    suite: str = "full"
+    nside: int = 1024
+    kappa_dir: Path | None = None
+    catalog_csv: Path | None = None
+    scheme: str = "belts"
+    noise_convention: str = "per_component"
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            msg = f"LENSING_SOURCE={self.source!r} is not one of {SOURCES}"
+            raise ValueError(msg)
+        if self.scheme not in SCHEMES:
+            msg = f"LENSING_TILE_SCHEME={self.scheme!r} is not one of {SCHEMES}"
+            raise ValueError(msg)
+        if self.noise_convention not in NOISE_CONVENTIONS:
+            msg = f"LENSING_NOISE_CONVENTION={self.noise_convention!r} is not one of {NOISE_CONVENTIONS}"
+            raise ValueError(msg)
+        if self.source == "kappa_npz" and self.kappa_dir is None:
+            msg = "LENSING_SOURCE=kappa_npz needs LENSING_KAPPA_DIR (the folder of sim00001/kappa_maps.npz)"
+            raise ValueError(msg)
+        parse_suite(self.suite)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PlatformSettings:
+        """Settings from ``LENSING_*`` environment variables (see the module docstring)."""
+        env = os.environ if environ is None else environ
+
+        def path(name: str) -> Path | None:
+            value = env.get(name, "").strip()
+            return Path(value).expanduser().resolve() if value else None
+
+        nside_text = env.get("LENSING_NSIDE", "1024")
+        try:
+            nside = int(nside_text)
+        except ValueError:
+            msg = f"LENSING_NSIDE={nside_text!r} is not an integer"
+            raise ValueError(msg) from None
+        return cls(
+            data_root=path("LENSING_DATA_ROOT") or default_data_root(),
+            source=env.get("LENSING_SOURCE", "synthetic").strip(),
+            suite=env.get("LENSING_SUITE", "full").strip(),
+            nside=nside,
+            kappa_dir=path("LENSING_KAPPA_DIR"),
+            catalog_csv=path("LENSING_CATALOG_CSV"),
+            scheme=env.get("LENSING_TILE_SCHEME", "belts").strip(),
+            noise_convention=env.get("LENSING_NOISE_CONVENTION", "per_component").strip(),
+        )
+
+    def catalog(self) -> SimCatalog:
+        """The configured suite's catalog: the sims that become partitions."""
+        wanted = parse_suite(self.suite)
+        if self.source == "synthetic":
+            n_sims = max(wanted) if wanted else None
+            base = read_gower_street_csv(self.catalog_csv) if self.catalog_csv else (
+                synthetic_catalog(max(n_sims, 791)) if n_sims else synthetic_catalog()
+            )
+        else:
+            assert self.kappa_dir is not None  # checked in __post_init__
+            found = KappaNpzSource.discover(self.kappa_dir)
+            table = read_gower_street_csv(self.catalog_csv) if self.catalog_csv else None
+            nan = dict.fromkeys(PARAM_KEYS, math.nan)
+            base = SimCatalog(
+                {i: (table[i] if table is not None and i in table else nan) for i in found},
+                name=f"{self.kappa_dir} ({self.catalog_csv or 'no parameter table'})",
+            )
+        if wanted is None:
+            return base
+        absent = [i for i in wanted if i not in base]
+        if absent:
+            msg = f"LENSING_SUITE={self.suite!r}: sims {absent[:10]} are not in {base.name}"
+            raise ValueError(msg)
+        return base.subset(wanted)
+
+    def kappa_source(self, catalog: SimCatalog | None = None) -> KappaSource:
+        """The configured kappa source over *catalog* (the configured one if not given)."""
+        catalog = self.catalog() if catalog is None else catalog
+        if self.source == "synthetic":
+            return SyntheticSource(catalog, nside=self.nside)
+        assert self.kappa_dir is not None
+        return KappaNpzSource(self.kappa_dir, catalog)

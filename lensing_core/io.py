@@ -1,0 +1,117 @@
+"""Files under the data root: atomic writes and checked readers.
+
+Functions
+---------
+atomic_path
+    Context manager yielding a temporary path that is renamed into place on success.
+write_npz
+    Write arrays and a JSON metadata record to an ``.npz`` file atomically.
+read_npz
+    Read an ``.npz`` written by :func:`write_npz` (or a plain one) with clear errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TMP_DIR_NAME = ".tmp"
+
+
+class InputMissingError(FileNotFoundError):
+    """An input file of a partition does not exist (upstream not materialized)."""
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path, *, tmp_root: Path) -> Iterator[Path]:
+    """
+    Yield a temporary path; on success rename it to *final*, on failure delete it.
+
+    Parameters
+    ----------
+    final
+        Destination path; its parent directories are created.
+    tmp_root
+        Directory on the same file system for temporaries (kept out of the data layout, so
+        no half-written file is ever visible where readers look).
+    """
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_root / f"{final.name}.{os.getpid()}.{uuid.uuid4().hex}.partial"
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_npz(
+    final: Path, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any], *, tmp_root: Path
+) -> Path:
+    """
+    Write *arrays* plus ``metadata`` (JSON text) to *final* atomically, uncompressed.
+
+    Returns
+    -------
+        *final*.
+    """
+    record = {**arrays, "metadata": np.array(json.dumps(metadata, sort_keys=True))}
+    with atomic_path(final, tmp_root=tmp_root) as tmp, tmp.open("wb") as handle:
+        np.savez(handle, **record)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return final
+
+
+def read_npz(
+    path: Path, keys: tuple[str, ...], *, what: str, missing_hint: str = ""
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """
+    Read the arrays *keys* and the JSON metadata (if any) of an ``.npz`` file.
+
+    Parameters
+    ----------
+    path
+        File to read.
+    keys
+        Array names that must be present.
+    what
+        How to name the content in errors, e.g. ``"kappa maps of sim 109"``.
+    missing_hint
+        Appended to the error when the file does not exist (e.g. the command that makes it).
+
+    Raises
+    ------
+    InputMissingError
+        If the file does not exist.
+    ValueError
+        If it is truncated or corrupt, or lacks one of *keys*.
+    """
+    if not path.is_file():
+        msg = f"{what} are missing: {path} does not exist.{(' ' + missing_hint) if missing_hint else ''}"
+        raise InputMissingError(msg)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            absent = [key for key in keys if key not in npz.files]
+            if absent:
+                msg = f"{what}: {path} lacks the arrays {absent} (has {sorted(npz.files)})"
+                raise ValueError(msg)
+            arrays = {key: npz[key] for key in keys}
+            metadata = json.loads(str(npz["metadata"])) if "metadata" in npz.files else {}
+    except (zipfile.BadZipFile, EOFError, OSError, json.JSONDecodeError) as err:
+        msg = f"{what}: {path} is truncated or corrupt ({type(err).__name__}: {err})"
+        raise ValueError(msg) from None
+    except ValueError as err:
+        if str(err).startswith(what):
+            raise
+        msg = f"{what}: {path} is truncated or corrupt ({err})"
+        raise ValueError(msg) from None
+    return arrays, metadata

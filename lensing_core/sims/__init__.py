@@ -1,0 +1,1 @@
+"""Simulation catalogs and convergence-map sources (no Dagster here)."""

@@ -1,0 +1,143 @@
+"""Convergence-map sources: where the 4 tomographic kappa maps of a simulation come from.
+
+Every source returns the same thing per sim: maps of shape ``(4, npix)``, RING ordering, one
+nside, plus a provenance record.
+
+Classes
+-------
+SyntheticSource
+    Correlated lognormal maps drawn from theory spectra (offline, deterministic per sim).
+KappaNpzSource
+    Existing ``sim00001/kappa_maps.npz`` files (keys ``kappa_bin0..3``).
+
+Functions
+---------
+file_sha256
+    Content hash of a file, for provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from lensing_core._types import FloatArray
+from lensing_core.io import read_npz
+from lensing_core.sims.catalog import SimCatalog
+from lensing_core.storage import KAPPA_KEYS, kappa_maps_from_arrays
+
+SYNTHETIC_SEED_TAG = 7310  # separates the synthetic-map stream from other uses of a sim id
+
+
+def file_sha256(path: Path, *, chunk_bytes: int = 1 << 24) -> str:
+    """Hex SHA-256 of a file's content, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class KappaSource(Protocol):
+    """What the kappa asset needs from a source."""
+
+    name: str
+    catalog: SimCatalog
+
+    def describe(self) -> dict[str, Any]:
+        """Source name and settings, for metadata."""
+        ...
+
+    def load(self, sim_id: int) -> tuple[FloatArray, dict[str, Any]]:
+        """Maps ``(4, npix)`` RING and a provenance record of one sim."""
+        ...
+
+
+@dataclass(frozen=True)
+class SyntheticSource:
+    """
+    Correlated lognormal convergence maps from pyccl theory spectra.
+
+    Parameters
+    ----------
+    catalog
+        Cosmological parameters per sim.
+    nside
+        Output resolution.
+    lmax
+        Band limit of the generated fields; ``2 * nside`` if not given.
+    """
+
+    catalog: SimCatalog
+    nside: int = 1024
+    lmax: int | None = None
+    name: str = "synthetic"
+
+    def describe(self) -> dict[str, Any]:
+        """Source settings for metadata."""
+        from lensing_core.sims.synthetic import SYNTHETIC_RECIPE_VERSION
+
+        return {
+            "source": self.name,
+            "nside": self.nside,
+            "lmax": self.lmax or 2 * self.nside,
+            "recipe_version": SYNTHETIC_RECIPE_VERSION,
+            "catalog": self.catalog.name,
+        }
+
+    def load(self, sim_id: int) -> tuple[FloatArray, dict[str, Any]]:
+        """Draw the maps of *sim_id*; the generator is seeded from the sim id alone."""
+        from lensing_core.sims.synthetic import synthetic_kappa
+
+        params = self.catalog[sim_id]
+        rng = np.random.default_rng([SYNTHETIC_SEED_TAG, sim_id])
+        maps = synthetic_kappa(params, nside=self.nside, rng=rng, lmax=self.lmax)
+        return maps, {**self.describe(), "seed": [SYNTHETIC_SEED_TAG, sim_id]}
+
+
+@dataclass(frozen=True)
+class KappaNpzSource:
+    """
+    Existing per-sim ``kappa_maps.npz`` files laid out as ``{directory}/sim{ID:05d}/kappa_maps.npz``.
+
+    Parameters
+    ----------
+    directory
+        Root of the per-sim folders.
+    catalog
+        Parameters per sim (NaN where no parameter table was given).
+    """
+
+    directory: Path
+    catalog: SimCatalog
+    name: str = "kappa_npz"
+
+    def path(self, sim_id: int) -> Path:
+        """File of one sim."""
+        return self.directory / f"sim{sim_id:05d}" / "kappa_maps.npz"
+
+    def describe(self) -> dict[str, Any]:
+        """Source settings for metadata."""
+        return {"source": self.name, "directory": str(self.directory), "catalog": self.catalog.name}
+
+    def load(self, sim_id: int) -> tuple[FloatArray, dict[str, Any]]:
+        """Read and validate the maps of *sim_id*, with the file's content hash."""
+        path = self.path(sim_id)
+        what = f"kappa maps of sim {sim_id}"
+        arrays, _ = read_npz(path, KAPPA_KEYS, what=what)
+        maps = kappa_maps_from_arrays(arrays, what=f"{what} ({path})")
+        return maps, {**self.describe(), "file": str(path), "sha256": file_sha256(path)}
+
+    @staticmethod
+    def discover(directory: Path) -> list[int]:
+        """Sim ids of the ``sim?????/kappa_maps.npz`` files under *directory*."""
+        ids = []
+        for sim_dir in sorted(directory.glob("sim*")):
+            suffix = sim_dir.name.removeprefix("sim")
+            if suffix.isdigit() and (sim_dir / "kappa_maps.npz").is_file():
+                ids.append(int(suffix))
+        return ids

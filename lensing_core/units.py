@@ -1,0 +1,47 @@
+"""Angular unit constants and conversions.
+
+Constants
+---------
+ARCMIN_PER_RAD
+    Arcminutes in one radian.
+ARCMIN2_PER_SR
+    Square arcminutes in one steradian.
+
+Functions
+---------
+per_arcmin2_to_per_sr
+    Convert a surface density from arcmin^-2 to sr^-1.
+healpix_pixel_area_sr
+    Area of one HEALPix pixel in steradians.
+"""
+
+from __future__ import annotations
+
+import math
+
+ARCMIN_PER_RAD = 180.0 * 60.0 / math.pi
+ARCMIN2_PER_SR = ARCMIN_PER_RAD**2
+
+
+def per_arcmin2_to_per_sr(density_per_arcmin2: float) -> float:
+    """
+    Convert a surface density from arcmin^-2 to sr^-1.
+
+    Examples
+    --------
+    >>> round(per_arcmin2_to_per_sr(1.0))
+    11818103
+    """
+    return density_per_arcmin2 * ARCMIN2_PER_SR
+
+
+def healpix_pixel_area_sr(nside: int) -> float:
+    """
+    Area of one HEALPix pixel at resolution *nside*, in steradians.
+
+    Examples
+    --------
+    >>> healpix_pixel_area_sr(1) == 4 * math.pi / 12
+    True
+    """
+    return 4.0 * math.pi / (12 * nside * nside)
