@@ -46,8 +46,15 @@ def _child(path: str, which: str, lmaxes: list[int], queue: mp.Queue) -> None:
         queue.put({"error": f"{type(err).__name__}: {err}"})
         raise
     seconds = time.perf_counter() - start
-    np.savez(OUT / f"tiles_{which}.npz", **{f"{lmax}_{noise}": t for (lmax, noise), t in out.items()})
-    queue.put({"seconds": seconds, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20})
+    np.savez(
+        OUT / f"tiles_{which}.npz", **{f"{lmax}_{noise}": t for (lmax, noise), t in out.items()}
+    )
+    queue.put(
+        {
+            "seconds": seconds,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        }
+    )
 
 
 def _run(path: Path, which: str, lmaxes: list[int]) -> dict[str, float]:
@@ -76,18 +83,21 @@ def main() -> None:
         kappa = synthetic_kappa(FIDUCIAL_PARAMS, nside=args.nside, rng=rng).astype(np.float32)
         np.savez(path, kappa=kappa)
     n_out = len(args.lmax) * len(NOISE_LEVELS)
-    print(f"input: 4-bin synthetic map of sim 109, nside {args.nside}; lmax {args.lmax}; {n_out} outputs x 12 tiles")  # noqa: T201
+    print(
+        f"input: 4-bin synthetic map of sim 109, nside {args.nside}; lmax {args.lmax}; "
+        f"{n_out} outputs x 12 tiles"
+    )
     fast = _run(path, "fast", args.lmax)
-    print(f"fast path:      {fast['seconds']:8.1f} s   peak RSS {fast['peak_rss_gb']:.2f} GB")  # noqa: T201
+    print(f"fast path:      {fast['seconds']:8.1f} s   peak RSS {fast['peak_rss_gb']:.2f} GB")
     record = {"nside": args.nside, "lmax": args.lmax, "fast": fast}
     if not args.skip_reference:
         ref = _run(path, "reference", args.lmax)
-        print(f"reference path: {ref['seconds']:8.1f} s   peak RSS {ref['peak_rss_gb']:.2f} GB")  # noqa: T201
+        print(f"reference path: {ref['seconds']:8.1f} s   peak RSS {ref['peak_rss_gb']:.2f} GB")
         ratio = ref["seconds"] / fast["seconds"]
         a, b = np.load(OUT / "tiles_fast.npz"), np.load(OUT / "tiles_reference.npz")
         rel = max(float(np.abs(a[k] - b[k]).max() / np.abs(b[k]).max()) for k in a.files)
-        print(f"ratio reference / fast: {ratio:.1f}  (target >= 30)")  # noqa: T201
-        print(f"largest |fast - reference| / max|reference| over outputs: {rel:.2e}")  # noqa: T201
+        print(f"ratio reference / fast: {ratio:.1f}  (target >= 30)")
+        print(f"largest |fast - reference| / max|reference| over outputs: {rel:.2e}")
         record.update(reference=ref, ratio=ratio, max_relative_difference=rel)
     (OUT / f"bench_tiles_nside{args.nside}.json").write_text(json.dumps(record, indent=2))
 

@@ -25,17 +25,22 @@ def _run(job_name: str, partition_key: str, instance: dg.DagsterInstance) -> boo
         partition_key=partition_key, instance=instance, raise_on_error=False
     )
     status = "ok" if result.success else "FAILED"
-    print(f"  {job_name:10s} {partition_key:>10s}  {status}  {time.perf_counter() - start:6.1f} s", flush=True)  # noqa: T201
+    print(
+        f"  {job_name:10s} {partition_key:>10s}  {status}  {time.perf_counter() - start:6.1f} s",
+        flush=True,
+    )
     return result.success
 
 
 def main(argv: list[str] | None = None) -> int:
     """Materialize kappa maps, then tiles at the requested lmax values, for every sim."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--lmax", type=int, nargs="*", default=list(LMAX_TO_NSIDE), help="lmax values")
+    parser.add_argument(
+        "--lmax", type=int, nargs="*", default=list(LMAX_TO_NSIDE), help="lmax values"
+    )
     args = parser.parse_args(argv)
     instance = dg.DagsterInstance.get()
-    print(  # noqa: T201
+    print(
         f"lensing demo: {SETTINGS.source} source, {len(CATALOG)} sims "
         f"({CATALOG.sim_ids[0]}..{CATALOG.sim_ids[-1]}), nside {SETTINGS.nside}, lmax {args.lmax}\n"
         f"data root {SETTINGS.data_root}, instance {instance.root_directory}",
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         sim, lmax = key.split("|")
         if int(lmax) in args.lmax and sim not in failed and not _run("tiles_job", key, instance):
             failed.append(key)
-    print(  # noqa: T201
+    print(
         f"done in {time.perf_counter() - start:.0f} s; tiles under {SETTINGS.data_root / 'tiles'}"
         + (f"; FAILED: {failed}" if failed else ""),
         flush=True,

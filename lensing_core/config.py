@@ -91,10 +91,16 @@ class PlatformSettings:
             msg = f"LENSING_TILE_SCHEME={self.scheme!r} is not one of {SCHEMES}"
             raise ValueError(msg)
         if self.noise_convention not in NOISE_CONVENTIONS:
-            msg = f"LENSING_NOISE_CONVENTION={self.noise_convention!r} is not one of {NOISE_CONVENTIONS}"
+            msg = (
+                f"LENSING_NOISE_CONVENTION={self.noise_convention!r} "
+                f"is not one of {NOISE_CONVENTIONS}"
+            )
             raise ValueError(msg)
         if self.source == "kappa_npz" and self.kappa_dir is None:
-            msg = "LENSING_SOURCE=kappa_npz needs LENSING_KAPPA_DIR (the folder of sim00001/kappa_maps.npz)"
+            msg = (
+                "LENSING_SOURCE=kappa_npz needs LENSING_KAPPA_DIR "
+                "(the folder of sim00001/kappa_maps.npz)"
+            )
             raise ValueError(msg)
         parse_suite(self.suite)
 
@@ -129,8 +135,10 @@ class PlatformSettings:
         wanted = parse_suite(self.suite)
         if self.source == "synthetic":
             n_sims = max(wanted) if wanted else None
-            base = read_gower_street_csv(self.catalog_csv) if self.catalog_csv else (
-                synthetic_catalog(max(n_sims, 791)) if n_sims else synthetic_catalog()
+            base = (
+                read_gower_street_csv(self.catalog_csv)
+                if self.catalog_csv
+                else (synthetic_catalog(max(n_sims, 791)) if n_sims else synthetic_catalog())
             )
         else:
             assert self.kappa_dir is not None  # checked in __post_init__

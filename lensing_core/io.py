@@ -96,7 +96,7 @@ def read_npz(
         If it is truncated or corrupt, or lacks one of *keys*.
     """
     if not path.is_file():
-        msg = f"{what} are missing: {path} does not exist.{(' ' + missing_hint) if missing_hint else ''}"
+        msg = " ".join(filter(None, [f"{what} are missing: {path} does not exist.", missing_hint]))
         raise InputMissingError(msg)
     try:
         with np.load(path, allow_pickle=False) as npz:

@@ -81,16 +81,24 @@ def make_tiles(
     start = time.perf_counter()
     try:
         by_key = extract_tiles(
-            maps, [lmax], NOISE_LEVELS, scheme=scheme, seed=sim_id,
-            noise_convention=noise_convention, n_iter=n_iter,
+            maps,
+            [lmax],
+            NOISE_LEVELS,
+            scheme=scheme,
+            seed=sim_id,
+            noise_convention=noise_convention,
+            n_iter=n_iter,
         )
     except ValueError as err:
         msg = f"tiles of sim {sim_id} at lmax {lmax} from {root.kappa_path(sim_id)}: {err}"
         raise ValueError(msg) from err
     by_noise = {noise: by_key[lmax, noise] for noise in NOISE_LEVELS}
     summary = tile_summary(
-        by_noise, lmax=lmax, nside_in=nside_from_npix(maps.shape[1]),
-        scheme=scheme, convention=noise_convention,
+        by_noise,
+        lmax=lmax,
+        nside_in=nside_from_npix(maps.shape[1]),
+        scheme=scheme,
+        convention=noise_convention,
     )
     meta = {
         "sim_id": sim_id,

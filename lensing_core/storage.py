@@ -30,9 +30,7 @@ N_BINS = 4
 KAPPA_KEYS: tuple[str, ...] = tuple(f"kappa_bin{i}" for i in range(N_BINS))
 
 
-def kappa_maps_from_arrays(
-    arrays: Mapping[str, np.ndarray], *, what: str
-) -> FloatArray:
+def kappa_maps_from_arrays(arrays: Mapping[str, np.ndarray], *, what: str) -> FloatArray:
     """Stack ``kappa_bin0..3`` into ``(4, npix)`` and validate them (nside, finite values)."""
     shapes = {key: arrays[key].shape for key in KAPPA_KEYS}
     if len(set(shapes.values())) != 1 or arrays[KAPPA_KEYS[0]].ndim != 1:
@@ -71,10 +69,14 @@ class DataRoot:
 
     def write_kappa(self, sim_id: int, maps: FloatArray, metadata: Mapping[str, Any]) -> Path:
         """Write the 4 RING maps of one sim (float32) with their metadata, atomically."""
-        arrays = {key: np.asarray(m, dtype=np.float32) for key, m in zip(KAPPA_KEYS, maps, strict=True)}
+        arrays = {
+            key: np.asarray(m, dtype=np.float32) for key, m in zip(KAPPA_KEYS, maps, strict=True)
+        }
         return write_npz(self.kappa_path(sim_id), arrays, metadata, tmp_root=self.tmp_root)
 
-    def read_kappa(self, sim_id: int, *, missing_hint: str = "") -> tuple[FloatArray, dict[str, Any]]:
+    def read_kappa(
+        self, sim_id: int, *, missing_hint: str = ""
+    ) -> tuple[FloatArray, dict[str, Any]]:
         """
         Read and validate the kappa maps of one sim.
 
@@ -120,6 +122,9 @@ class DataRoot:
         expected = (N_TILES, N_BINS, n, n)
         for key, array in arrays.items():
             if array.shape != expected or array.dtype != np.float32:
-                msg = f"{what} ({path}): {key} has shape {array.shape} {array.dtype}, expected {expected} float32"
+                msg = (
+                    f"{what} ({path}): {key} has shape {array.shape} {array.dtype}, "
+                    f"expected {expected} float32"
+                )
                 raise ValueError(msg)
         return {key.removeprefix("tiles_"): a for key, a in arrays.items()}, metadata

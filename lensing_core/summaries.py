@@ -43,7 +43,7 @@ def scheme_summary(scheme: str) -> dict[str, Any]:
         "scheme": scheme,
         "sky_coverage": round(coverage, 4),
         "max_pairwise_overlap": round(float(overlap.max()), 4),
-        "duplicate_tile_pairs": int(np.sum(np.triu(overlap) > 0.999)),  # noqa: PLR2004
+        "duplicate_tile_pairs": int(np.sum(np.triu(overlap) > 0.999)),
     }
 
 
@@ -72,12 +72,17 @@ def tile_summary(
     n_modes = (lmax + 1) ** 2  # sum over l <= lmax of (2l + 1)
     return {
         "shapes": {level: list(t.shape) for level, t in tiles.items()},
-        "std_per_bin": {level: _rounded(t.std(axis=(0, 2, 3), dtype=np.float64)) for level, t in tiles.items()},
+        "std_per_bin": {
+            level: _rounded(t.std(axis=(0, 2, 3), dtype=np.float64)) for level, t in tiles.items()
+        },
         "pixel_noise_std_at_source_nside": {
-            level: _rounded(pixel_noise_std(level, nside_in, convention=convention)) for level in tiles
+            level: _rounded(pixel_noise_std(level, nside_in, convention=convention))
+            for level in tiles
         },
         "band_limited_noise_std": {
-            level: _rounded(np.sqrt(noise_power(level, convention=convention) * n_modes / (4 * np.pi)))
+            level: _rounded(
+                np.sqrt(noise_power(level, convention=convention) * n_modes / (4 * np.pi))
+            )
             for level in tiles
         },
         "noise_convention": convention,

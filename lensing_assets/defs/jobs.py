@@ -5,5 +5,9 @@ import dagster as dg
 from lensing_assets.defs.kappa import kappa_maps
 from lensing_assets.defs.tiles import tiles
 
-kappa_job = dg.define_asset_job("kappa_job", selection=[kappa_maps], description="Kappa maps of one sim.")
-tiles_job = dg.define_asset_job("tiles_job", selection=[tiles], description="Tiles of one sim at one lmax.")
+kappa_job = dg.define_asset_job(
+    "kappa_job", selection=[kappa_maps], description="Kappa maps of one sim."
+)
+tiles_job = dg.define_asset_job(
+    "tiles_job", selection=[tiles], description="Tiles of one sim at one lmax."
+)

@@ -29,8 +29,13 @@ def tiles(
     hint = f"Make them with: dagster asset materialize --select kappa_maps --partition {sim_id}"
     try:
         path, meta = make_tiles(
-            storage.data_root(), sim_id, lmax, scheme=tiling.scheme,
-            noise_convention=tiling.noise_convention, n_iter=tiling.n_iter, missing_hint=hint,
+            storage.data_root(),
+            sim_id,
+            lmax,
+            scheme=tiling.scheme,
+            noise_convention=tiling.noise_convention,
+            n_iter=tiling.n_iter,
+            missing_hint=hint,
         )
     except InputMissingError as err:
         raise dg.Failure(description=str(err), allow_retries=False) from None

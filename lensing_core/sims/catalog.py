@@ -151,7 +151,9 @@ class SimCatalog(Mapping[int, Mapping[str, float]]):
         return np.array([[self[i][key] for key in PARAM_NAMES] for i in ids])
 
 
-def synthetic_catalog(n_sims: int = FULL_SUITE_SIZE, *, seed: int = SYNTHETIC_DESIGN_SEED) -> SimCatalog:
+def synthetic_catalog(
+    n_sims: int = FULL_SUITE_SIZE, *, seed: int = SYNTHETIC_DESIGN_SEED
+) -> SimCatalog:
     """
     Space-filling design over the Gower Street ranges, sims ``1..n_sims``.
 
@@ -280,7 +282,7 @@ def read_gower_street_csv(path: str | Path) -> SimCatalog:
     for line_no, row in enumerate(rows[2:], start=3):
         if not any(cell.strip() for cell in row):
             continue
-        if len(row) < 11:  # noqa: PLR2004
+        if len(row) < 11:
             msg = f"{path}, line {line_no}: expected at least 11 columns, got {len(row)}"
             raise ValueError(msg)
         try:

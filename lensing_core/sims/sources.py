@@ -102,7 +102,7 @@ class SyntheticSource:
 @dataclass(frozen=True)
 class KappaNpzSource:
     """
-    Existing per-sim ``kappa_maps.npz`` files laid out as ``{directory}/sim{ID:05d}/kappa_maps.npz``.
+    Existing per-sim files laid out as ``{directory}/sim{ID:05d}/kappa_maps.npz``.
 
     Parameters
     ----------

@@ -38,7 +38,7 @@ def nside_from_npix(npix: int) -> int:
     >>> nside_from_npix(12 * 64**2)
     64
     """
-    nside = int(round((npix / 12) ** 0.5))
+    nside = round((npix / 12) ** 0.5)
     if nside < 1 or 12 * nside * nside != npix or nside & (nside - 1):
         msg = f"{npix} pixels is not a HEALPix map (expected 12 * nside**2, nside a power of two)"
         raise ValueError(msg)
@@ -65,7 +65,7 @@ def check_maps(maps: FloatArray, *, what: str = "map stack") -> int:
     ValueError
         If the array is not 2-d, is not a HEALPix size, or holds NaN or infinite values.
     """
-    if maps.ndim != 2:  # noqa: PLR2004
+    if maps.ndim != 2:
         msg = f"{what}: expected an array (n_maps, npix), got shape {maps.shape}"
         raise ValueError(msg)
     try:

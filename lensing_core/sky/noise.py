@@ -118,9 +118,7 @@ def _ell_major_positions(lmax: int) -> tuple[IntArray, IntArray]:
     return re, im
 
 
-def white_noise_alm(
-    power_sr: FloatArray, lmax: int, *, rng: np.random.Generator
-) -> ComplexArray:
+def white_noise_alm(power_sr: FloatArray, lmax: int, *, rng: np.random.Generator) -> ComplexArray:
     """
     Gaussian white noise in harmonic space, for several maps at once.
 

@@ -106,7 +106,7 @@ def zyz_euler_from_matrix(matrix: FloatArray) -> tuple[float, float, float]:
     """
     r = np.asarray(matrix, dtype=np.float64)
     theta = math.acos(min(1.0, max(-1.0, r[2, 2])))
-    if abs(math.sin(theta)) > 1e-12:  # noqa: PLR2004
+    if abs(math.sin(theta)) > 1e-12:
         return math.atan2(r[2, 1], -r[2, 0]), theta, math.atan2(r[1, 2], r[0, 2])
     # Gimbal lock: only psi + phi (theta = 0) or phi - psi (theta = pi) is defined; set psi = 0.
     if r[2, 2] > 0:
@@ -114,7 +114,9 @@ def zyz_euler_from_matrix(matrix: FloatArray) -> tuple[float, float, float]:
     return 0.0, math.pi, math.atan2(-r[1, 0], -r[0, 0])
 
 
-def rotate_alm(alm: ComplexArray, matrix: FloatArray, *, nthreads: int | None = None) -> ComplexArray:
+def rotate_alm(
+    alm: ComplexArray, matrix: FloatArray, *, nthreads: int | None = None
+) -> ComplexArray:
     """
     Rotate alm by an active rotation matrix, in harmonic space.
 

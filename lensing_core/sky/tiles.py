@@ -181,8 +181,10 @@ def extract_tiles(
         for lmax in lmax_list:
             parts = truncate_alm(rotated, lmax).reshape(1 + len(noisy), n_bins, -1)
             sums = np.concatenate(
-                [parts[0] if level == "noiseless" else parts[0] + parts[1 + noisy.index(level)]
-                 for level in levels]
+                [
+                    parts[0] if level == "noiseless" else parts[0] + parts[1 + noisy.index(level)]
+                    for level in levels
+                ]
             )  # (n_levels * n_bins, n_alm)
             faces = _cut_equatorial_faces(sums, tile_nside[lmax], nthreads)  # (maps, 4, n, n)
             faces = faces.reshape(len(levels), n_bins, *faces.shape[1:])

@@ -19,7 +19,12 @@ def _shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     """Run *command* after sourcing env.sh, as the README says, in the repository root."""
     return subprocess.run(
         ["bash", "-c", f". ./env.sh && {command}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -48,7 +53,9 @@ def test_readme_cli_materializes_109_600(user_env: dict[str, str]) -> None:
 
     made = _shell(hint, user_env)
     assert made.returncode == 0, made.stderr[-3000:]
-    tiles_run = _shell("dagster asset materialize -m lensing_assets --select tiles --partition '109|600'", user_env)
+    tiles_run = _shell(
+        "dagster asset materialize -m lensing_assets --select tiles --partition '109|600'", user_env
+    )
     assert tiles_run.returncode == 0, tiles_run.stderr[-3000:]
     root = DataRoot(Path(user_env["LENSING_DATA_ROOT"]))
     by_noise, meta = root.read_tiles(109, 600, NOISE_LEVELS)
@@ -66,7 +73,7 @@ def test_readme_cli_materializes_109_600(user_env: dict[str, str]) -> None:
     assert (home / "history" / "runs.db").is_file() or (home / "storage").is_dir()
     listed = _shell(
         "python -c 'import dagster as dg; i = dg.DagsterInstance.get(); "
-        "print(sorted(i.get_materialized_partitions(dg.AssetKey(\"tiles\"))))'",
+        'print(sorted(i.get_materialized_partitions(dg.AssetKey("tiles"))))\'',
         user_env,
     )
     assert listed.returncode == 0, listed.stderr[-2000:]

@@ -25,7 +25,10 @@ def test_definitions_load_with_expected_graph() -> None:
 def test_partitions_follow_the_configured_catalog() -> None:
     """Sim partitions are the default suite's ids; lmax partitions the five band limits."""
     assert sim_partitions_def.get_partition_keys() == [str(i) for i in synthetic_catalog().sim_ids]
-    dims = {d.name: d.partitions_def.get_partition_keys() for d in sim_lmax_partitions_def.partitions_defs}
+    dims = {
+        d.name: d.partitions_def.get_partition_keys()
+        for d in sim_lmax_partitions_def.partitions_defs
+    }
     assert dims["tile_lmax"] == ["200", "400", "600", "800", "1000"]
     assert len(sim_lmax_partitions_def.get_partition_keys()) == 791 * 5
 

@@ -15,10 +15,15 @@ from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.storage import KAPPA_KEYS, DataRoot
 
 
-def _materialize(asset: dg.AssetsDefinition, key: str, resources: dict) -> dg.ExecuteInProcessResult:
+def _materialize(
+    asset: dg.AssetsDefinition, key: str, resources: dict
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [asset], partition_key=key, resources=resources,
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        [asset],
+        partition_key=key,
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
     )
 
 
@@ -73,7 +78,9 @@ def test_one_tile_partition_end_to_end(data_root: Path, test_resources: dict) ->
     assert file_meta["lmax"] == 200
 
 
-def test_missing_kappa_fails_with_the_command_that_makes_it(data_root: Path, test_resources: dict) -> None:
+def test_missing_kappa_fails_with_the_command_that_makes_it(
+    data_root: Path, test_resources: dict
+) -> None:
     """No kappa file: one message that says so and gives the exact command."""
     message = _failure_message(_materialize(tiles, "109|600", test_resources))
     assert "kappa maps of sim 109 are missing" in message
@@ -82,7 +89,9 @@ def test_missing_kappa_fails_with_the_command_that_makes_it(data_root: Path, tes
     assert _visible_files(data_root) == []
 
 
-def test_truncated_kappa_file(data_root: Path, test_resources: dict, rng: np.random.Generator) -> None:
+def test_truncated_kappa_file(
+    data_root: Path, test_resources: dict, rng: np.random.Generator
+) -> None:
     """A truncated kappa file fails its partition naming the sim and file; nothing written."""
     path = _write_kappa(data_root, 109, rng.normal(size=(4, 12 * 128**2)))
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -103,8 +112,12 @@ def test_truncated_kappa_file(data_root: Path, test_resources: dict, rng: np.ran
     ids=["nan", "wrong-nside", "not-healpix"],
 )
 def test_bad_kappa_maps(
-    data_root: Path, test_resources: dict, rng: np.random.Generator,
-    maps_shape: tuple[int, int], poison: str | None, expected: str,
+    data_root: Path,
+    test_resources: dict,
+    rng: np.random.Generator,
+    maps_shape: tuple[int, int],
+    poison: str | None,
+    expected: str,
 ) -> None:
     """NaNs, a too-coarse nside or a non-HEALPix size: a clear error, no tile file."""
     maps = rng.normal(size=maps_shape) * 0.01
@@ -138,8 +151,12 @@ def test_one_bad_partition_leaves_the_others_working(data_root: Path, test_resou
 def test_sim_not_in_catalog(data_root: Path, test_resources: dict) -> None:
     """A sim outside the configured suite: Dagster refuses the key; the source names the sim."""
     with pytest.raises(dg.DagsterUnknownPartitionError, match="99999"):
-        dg.materialize([kappa_maps], partition_key="99999", resources=test_resources,
-                       instance=dg.DagsterInstance.ephemeral())
+        dg.materialize(
+            [kappa_maps],
+            partition_key="99999",
+            resources=test_resources,
+            instance=dg.DagsterInstance.ephemeral(),
+        )
     small = {**test_resources, "kappa_source": KappaSourceResource(suite="1-5", nside=128)}
     with pytest.raises(KeyError, match="sim 109 is not in the catalog"):
         small["kappa_source"].build().load(109)
@@ -156,7 +173,11 @@ def test_sim_not_in_catalog(data_root: Path, test_resources: dict) -> None:
     ],
 )
 def test_unknown_scheme_or_convention(
-    data_root: Path, test_resources: dict, rng: np.random.Generator, tiling: TilingResource, expected: str
+    data_root: Path,
+    test_resources: dict,
+    rng: np.random.Generator,
+    tiling: TilingResource,
+    expected: str,
 ) -> None:
     """Unknown tiling options fail the partition with the option named; no tile file."""
     _write_kappa(data_root, 109, rng.normal(size=(4, 12 * 128**2)) * 0.01)
@@ -173,7 +194,9 @@ def test_kappa_npz_source(data_root: Path, tmp_path: Path, rng: np.random.Genera
     np.savez(source_dir / "sim00109" / "kappa_maps.npz", **dict(zip(KAPPA_KEYS, maps, strict=True)))
     resources = {
         "storage": LensingStorage(root=str(data_root)),
-        "kappa_source": KappaSourceResource(source="kappa_npz", suite="full", kappa_dir=str(source_dir)),
+        "kappa_source": KappaSourceResource(
+            source="kappa_npz", suite="full", kappa_dir=str(source_dir)
+        ),
         "tiling": TilingResource(),
     }
     result = _materialize(kappa_maps, "109", resources)

@@ -64,7 +64,9 @@ def test_rewrite_replaces_atomically(tmp_path: Path, rng: np.random.Generator) -
 
 def test_missing_file_names_sim_file_and_hint(tmp_path: Path) -> None:
     """A missing kappa file raises InputMissingError with the path and the hint."""
-    with pytest.raises(InputMissingError, match=r"sim 42 are missing: .*sim00042\.npz does not exist\. run X"):
+    with pytest.raises(
+        InputMissingError, match=r"sim 42 are missing: .*sim00042\.npz does not exist\. run X"
+    ):
         DataRoot(tmp_path).read_kappa(42, missing_hint="run X")
 
 
@@ -75,7 +77,9 @@ def test_truncated_file_is_reported(tmp_path: Path, rng: np.random.Generator, cu
     path = root.write_kappa(9, _maps(rng), {})
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * cut)])
-    with pytest.raises(ValueError, match=r"kappa maps of sim 9.*sim00009\.npz is truncated or corrupt"):
+    with pytest.raises(
+        ValueError, match=r"kappa maps of sim 9.*sim00009\.npz is truncated or corrupt"
+    ):
         root.read_kappa(9)
 
 
@@ -96,5 +100,7 @@ def test_tiles_of_the_wrong_shape_are_rejected(tmp_path: Path) -> None:
     """Tiles whose shape does not match their lmax fail to read, naming the file."""
     root = DataRoot(tmp_path)
     root.write_tiles(2, 200, {"noiseless": np.zeros((12, 4, 64, 64), np.float32)}, {})
-    with pytest.raises(ValueError, match=r"tiles of sim 2 at lmax 200 .*expected \(12, 4, 128, 128\)"):
+    with pytest.raises(
+        ValueError, match=r"tiles of sim 2 at lmax 200 .*expected \(12, 4, 128, 128\)"
+    ):
         root.read_tiles(2, 200, ("noiseless",))
