@@ -8,5 +8,7 @@ ln -sf "$_lensing_root/dagster.yaml" "$DAGSTER_HOME/dagster.yaml"
 # `dagster asset materialize --select tiles --partition 109|600` without -m:
 export DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME="${DAGSTER_CLI_ASSET_MATERIALIZE_MODULE_NAME:-lensing_assets}"
 export DAGSTER_CLI_ASSET_LIST_MODULE_NAME="${DAGSTER_CLI_ASSET_LIST_MODULE_NAME:-lensing_assets}"
+# healpy's OpenMP runtime otherwise spins at every barrier, slowing a busy machine.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 export LENSING_DATA_ROOT="${LENSING_DATA_ROOT:-$_lensing_root/data}"
 unset _lensing_root

@@ -119,7 +119,8 @@ def synthesize_rings(
     Parameters
     ----------
     alm
-        Coefficients, shape ``(n_maps, n_alm(lmax))``, complex128.
+        Coefficients, shape ``(n_maps, n_alm(lmax))``, complex128 or complex64 (the maps
+        come out in the matching precision).
     nside
         Output resolution.
     rings
@@ -130,9 +131,10 @@ def synthesize_rings(
 
     Returns
     -------
-        Maps, shape ``(n_maps, n_pixels_in_rings)``, float64.
+        Maps, shape ``(n_maps, n_pixels_in_rings)``, float64 or float32.
     """
-    alm = np.ascontiguousarray(alm, dtype=np.complex128)
+    if alm.dtype != np.complex64:
+        alm = np.ascontiguousarray(alm, dtype=np.complex128)
     lmax = lmax_of(alm.shape[-1])
     first, last = rings if rings is not None else (0, 4 * nside - 2)
     geom = _ring_slice(nside, first, last)
@@ -147,7 +149,12 @@ def synthesize_rings(
 
 
 def map2alm(
-    maps: FloatArray, lmax: int, *, n_iter: int = 3, nthreads: int | None = None
+    maps: FloatArray,
+    lmax: int,
+    *,
+    n_iter: int = 3,
+    nthreads: int | None = None,
+    dtype: type[np.floating] = np.float64,
 ) -> ComplexArray:
     """
     Spherical-harmonic analysis of RING maps, as ``healpy.map2alm(use_weights=False)`` does it.
@@ -162,17 +169,20 @@ def map2alm(
         Jacobi iterations refining the quadrature (healpy's ``iter``; 3 is its default).
     nthreads
         ducc0 threads; :func:`default_nthreads` if not given.
+    dtype
+        Precision of the transforms: ``np.float64`` (complex128 alm) or ``np.float32``
+        (complex64 alm, about 2-3 times faster, relative accuracy about 1e-6).
 
     Returns
     -------
-        Coefficients, shape ``(n_maps, n_alm(lmax))``, complex128.
+        Coefficients, shape ``(n_maps, n_alm(lmax))``, complex128 or complex64.
 
     Notes
     -----
     The first estimate is the quadrature ``a = w Y^H m`` with ``w = 4 pi / npix``; each
     iteration adds ``w Y^H (m - Y a)``.
     """
-    maps = np.ascontiguousarray(maps, dtype=np.float64)
+    maps = np.ascontiguousarray(maps, dtype=dtype)
     nside = nside_from_npix(maps.shape[-1])
     geom = _geometry(nside)
     nthreads = nthreads or default_nthreads()
@@ -183,10 +193,10 @@ def map2alm(
             map=m[:, None, :], lmax=lmax, spin=0, nthreads=nthreads, **geom
         )[:, 0, :]
 
-    alm = adjoint(maps) * weight
+    alm = adjoint(maps) * maps.dtype.type(weight)
     for _ in range(n_iter):
         residual = maps - synthesize_rings(alm, nside, nthreads=nthreads)
-        alm += adjoint(residual) * weight
+        alm += adjoint(residual) * maps.dtype.type(weight)
     return alm
 
 

@@ -86,7 +86,7 @@ def test_synthesize_rings_subset_is_a_slice_of_full_sky(
 def test_truncate_alm_selects_healpy_indices(
     rng: np.random.Generator, lmax_in: int, lmax_out: int
 ) -> None:
-    """``truncate_alm`` picks ``a_lm`` at ``Alm.getidx(lmax_in, l, m)`` for ``m <= l <= lmax_out``."""
+    """``truncate_alm`` picks ``a_lm`` at ``Alm.getidx(lmax_in, l, m)`` for ``l <= lmax_out``."""
     alm = _random_alm(rng, 2, lmax_in)
     out = truncate_alm(alm, lmax_out)
     assert out.shape == (2, n_alm(lmax_out))
@@ -109,8 +109,9 @@ def test_alm_to_cl_matches_healpy(rng: np.random.Generator, lmax: int) -> None:
     """Auto and cross spectra equal ``healpy.alm2cl``."""
     alm = _random_alm(rng, 2, lmax)
     np.testing.assert_allclose(alm_to_cl(alm[0]), hp.alm2cl(alm[0]), rtol=1e-12)
-    np.testing.assert_allclose(alm_to_cl(alm[0], alm[1]), hp.alm2cl(alm[0], alm[1]), rtol=1e-12,
-                               atol=1e-14)
+    np.testing.assert_allclose(
+        alm_to_cl(alm[0], alm[1]), hp.alm2cl(alm[0], alm[1]), rtol=1e-12, atol=1e-14
+    )
     batched = alm_to_cl(alm)
     assert batched.shape == (2, lmax + 1)
     for a, cl in zip(alm, batched, strict=True):

@@ -87,9 +87,7 @@ def test_face_ring_indices_agrees_with_pix2xyf(nside: int) -> None:
     """``healpy.pix2xyf`` of entry ``[f, x, y]`` (RING) gives back ``(x, y, f)``."""
     index = face_ring_indices(nside)
     x, y, f = hp.pix2xyf(nside, index.ravel(), nest=False)
-    ff, xx, yy = np.meshgrid(
-        np.arange(12), np.arange(nside), np.arange(nside), indexing="ij"
-    )
+    ff, xx, yy = np.meshgrid(np.arange(12), np.arange(nside), np.arange(nside), indexing="ij")
     np.testing.assert_array_equal(f, ff.ravel())
     np.testing.assert_array_equal(x, xx.ravel())
     np.testing.assert_array_equal(y, yy.ravel())

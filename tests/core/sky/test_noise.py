@@ -85,7 +85,8 @@ def test_noise_power_is_sigma_e2_over_n_eff_in_steradians(level: str) -> None:
     np.testing.assert_allclose(noise_power(level, convention="legacy"), expected / 2, rtol=1e-12)
     nside = 256
     np.testing.assert_allclose(
-        noise_power(level) / (4 * math.pi / (12 * nside**2)), pixel_noise_std(level, nside) ** 2,
+        noise_power(level) / (4 * math.pi / (12 * nside**2)),
+        pixel_noise_std(level, nside) ** 2,
         rtol=1e-12,
     )
 
@@ -139,7 +140,7 @@ def test_harmonic_noise_spectrum_is_flat_at_n(rng: np.random.Generator) -> None:
 
 @pytest.mark.parametrize("level", ["des_y3", "lsst_y10"])
 def test_draw_at_small_lmax_is_truncation_of_larger_draw(level: str) -> None:
-    """Same generator seed: the lmax-20 draw equals the lmax-50 draw truncated to 20, bit for bit."""
+    """Same seed: the lmax-20 draw is the lmax-50 draw truncated to 20, bit for bit."""
     power = noise_power(level)
     small = white_noise_alm(power, 20, rng=noise_rng(109, level))
     large = white_noise_alm(power, 50, rng=noise_rng(109, level))
@@ -161,8 +162,12 @@ def test_noise_rng_is_deterministic_and_distinct() -> None:
 
     np.testing.assert_array_equal(draws(109, "des_y3"), draws(109, "des_y3"))
     assert draws(109, "des_y3").tobytes() == draws(109, "des_y3").tobytes()
-    others = [draws(110, "des_y3"), draws(109, "lsst_y10"), draws(109, "noiseless"),
-              draws(1, "des_y3")]
+    others = [
+        draws(110, "des_y3"),
+        draws(109, "lsst_y10"),
+        draws(109, "noiseless"),
+        draws(1, "des_y3"),
+    ]
     for other in others:
         assert not np.allclose(draws(109, "des_y3"), other)
     # seeds and levels are not confused: (1, lsst_y10) differs from (2, des_y3)
@@ -176,8 +181,10 @@ def test_noise_rng_is_deterministic_and_distinct() -> None:
         (lambda: pixel_noise_std("DES_Y3", 64), "unknown noise level 'DES_Y3'"),
         (lambda: noise_rng(1, "lsst"), "unknown noise level 'lsst'"),
         (lambda: noise_power("des_y3", convention="half"), "unknown noise convention 'half'"),
-        (lambda: pixel_noise_std("des_y3", 64, convention="per_galaxy"),
-         "unknown noise convention 'per_galaxy'"),
+        (
+            lambda: pixel_noise_std("des_y3", 64, convention="per_galaxy"),
+            "unknown noise convention 'per_galaxy'",
+        ),
     ],
     ids=["power-level", "std-level", "rng-level", "power-convention", "std-convention"],
 )
@@ -205,4 +212,6 @@ def test_tile_noise_has_band_limited_variance_and_legacy_is_half() -> None:
     # about (lmax + 1)^2 = 1681 degrees of freedom per bin: 3.4% per bin, 1.7% averaged
     np.testing.assert_allclose(measured, expected_var, rtol=0.15)
     assert np.mean(measured / expected_var) == pytest.approx(1.0, abs=0.08)
-    np.testing.assert_allclose(legacy, full / math.sqrt(2), rtol=1e-5, atol=1e-6 * np.abs(full).max())
+    np.testing.assert_allclose(
+        legacy, full / math.sqrt(2), rtol=1e-5, atol=1e-6 * np.abs(full).max()
+    )
