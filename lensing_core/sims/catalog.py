@@ -223,13 +223,17 @@ def parse_suite(suite: str) -> list[int] | None:
     if text == "demo":
         return list(DEMO_SIM_IDS)
     ids: set[int] = set()
-    try:
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            first, _, last = part.partition("-")
-            ids.update(range(int(first), int(last or first) + 1))
-    except ValueError:
-        msg = f"suite {suite!r} is not 'full', 'demo' or a list of sim ids like '1-20,109'"
-        raise ValueError(msg) from None
+    bad = f"suite {suite!r} is not 'full', 'demo' or a list of sim ids like '1-20,109'"
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, dash, last = part.partition("-")
+        try:
+            lo, hi = int(first), int(last if dash else first)
+        except ValueError:
+            raise ValueError(bad) from None
+        if lo < 0 or hi < lo:
+            msg = f"{bad}: {part!r} is not an increasing range of non-negative ids"
+            raise ValueError(msg)
+        ids.update(range(lo, hi + 1))
     if not ids:
         msg = f"suite {suite!r} names no simulation"
         raise ValueError(msg)
@@ -291,6 +295,13 @@ def read_gower_street_csv(path: str | Path) -> SimCatalog:
         except ValueError as err:
             msg = f"{path}, line {line_no}: malformed row ({err})"
             raise ValueError(msg) from None
+        invalid = [k for k, v in values.items() if not math.isfinite(v)] + [
+            k for k in ("Omega_m", "sigma_8", "h", "Omega_b", "Omega_bh2") if values[k] <= 0
+        ]
+        if sim_id < 0 or invalid:
+            what = f"sim id {sim_id}" if sim_id < 0 else f"non-finite or non-positive {invalid}"
+            msg = f"{path}, line {line_no}: malformed row ({what})"
+            raise ValueError(msg)
         if sim_id in entries:
             msg = f"{path}, line {line_no}: sim id {sim_id} appears twice"
             raise ValueError(msg)

@@ -201,7 +201,9 @@ def test_demo_suite_contains_the_fiducial() -> None:
     [
         ("", "names no simulation"),
         (",", "names no simulation"),
-        ("3-1", "names no simulation"),
+        ("3-1", "not an increasing range"),
+        ("3-1,5", "not an increasing range"),
+        ("1-", "is not 'full', 'demo' or a list of sim ids"),
         ("abc", "is not 'full', 'demo' or a list of sim ids"),
         ("1-x", "is not 'full', 'demo' or a list of sim ids"),
         ("1.5", "is not 'full', 'demo' or a list of sim ids"),
@@ -268,8 +270,12 @@ def test_read_gower_street_csv_tolerates_unix_newlines_and_blank_lines(tmp_path:
         (ROW_1.replace("0.2900404837", ""), r"line 4: malformed row"),
         ("2x,C,2" + ROW_1[5:], r"line 4: malformed row"),
         ("2,C,2,0.25,0.95,-0.79", r"line 4: expected at least 11 columns, got 6"),
+        (ROW_1.replace("0.2900404837", "nan"), r"line 4: malformed row \(non-finite"),
+        (ROW_1.replace("0.7657514029", "inf"), r"line 4: malformed row \(non-finite"),
+        (ROW_1.replace("0.2900404837", "-0.29"), r"line 4: malformed row .*Omega_m"),
+        ("-5" + ROW_1[1:], r"line 4: malformed row \(sim id -5\)"),
     ],
-    ids=["non-numeric", "empty-cell", "bad-id", "short-row"],
+    ids=["non-numeric", "empty-cell", "bad-id", "short-row", "nan", "inf", "negative", "neg-id"],
 )
 def test_read_gower_street_csv_bad_row_names_file_and_line(
     tmp_path: Path, bad_row: str, match: str
