@@ -6,7 +6,6 @@ partition is reported and the others go on.
 """
 
 import argparse
-import logging
 import sys
 import time
 
@@ -16,50 +15,63 @@ from lensing_assets.definitions import defs
 from lensing_assets.defs.partitions import CATALOG, SETTINGS, sim_lmax_partitions_def
 from lensing_core.sky.tiles import LMAX_TO_NSIDE
 
-logger = logging.getLogger("lensing_assets.demo")
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
 
 
 def _run(job_name: str, partition_key: str, instance: dg.DagsterInstance) -> bool:
     start = time.perf_counter()
     result = defs.resolve_job_def(job_name).execute_in_process(
-        partition_key=partition_key, instance=instance, raise_on_error=False
+        partition_key=partition_key, instance=instance, raise_on_error=False, run_config=QUIET
     )
     status = "ok" if result.success else "FAILED"
-    print(
-        f"  {job_name:10s} {partition_key:>10s}  {status}  {time.perf_counter() - start:6.1f} s",
-        flush=True,
-    )
+    _say(f"  {job_name:10s} {partition_key:>10s}  {status}  {time.perf_counter() - start:6.1f} s")
+    for failure in result.get_step_failure_events():
+        _say(f"    {failure.step_failure_data.error.message.strip()}")
     return result.success
+
+
+def _print_example(instance: dg.DagsterInstance) -> None:
+    """Show what the tiles of the fiducial sim look like, from the instance's metadata."""
+    done = set(instance.get_materialized_partitions(dg.AssetKey("tiles")))
+    key = next((k for k in ("109|600", "109|200") if k in done), None)
+    if key is None:
+        return
+    event = instance.get_latest_materialization_event(dg.AssetKey("tiles"), partition=key)
+    meta = event.asset_materialization.metadata
+    _say(f"tiles[{key}]: {meta['path'].value}")
+    for name in ("scheme", "sky_coverage", "max_pairwise_overlap"):
+        _say(f"  {name}: {meta[name].value}")
+    for level, std in meta["std_per_bin"].value.items():
+        _say(f"  std per bin, {level}: {std}")
+    _say("Browse the graph and its metadata: . ./env.sh && dagster dev")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Materialize kappa maps, then tiles at the requested lmax values, for every sim."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--lmax", type=int, nargs="*", default=list(LMAX_TO_NSIDE), help="lmax values"
-    )
+    parser.add_argument("--lmax", type=int, nargs="*", default=list(LMAX_TO_NSIDE))
     args = parser.parse_args(argv)
     instance = dg.DagsterInstance.get()
-    print(
+    _say(
         f"lensing demo: {SETTINGS.source} source, {len(CATALOG)} sims "
-        f"({CATALOG.sim_ids[0]}..{CATALOG.sim_ids[-1]}), nside {SETTINGS.nside}, lmax {args.lmax}\n"
-        f"data root {SETTINGS.data_root}, instance {instance.root_directory}",
-        flush=True,
+        f"({CATALOG.sim_ids[0]}..{CATALOG.sim_ids[-1]}), nside {SETTINGS.nside}, "
+        f"lmax {args.lmax}\ndata root {SETTINGS.data_root}, instance {instance.root_directory}"
     )
     start = time.perf_counter()
-    failed = []
-    for sim_id in CATALOG.sim_ids:
-        if not _run("kappa_job", str(sim_id), instance):
-            failed.append(str(sim_id))
+    failed = [str(s) for s in CATALOG.sim_ids if not _run("kappa_job", str(s), instance)]
     for key in sim_lmax_partitions_def.get_partition_keys():
         sim, lmax = key.split("|")
         if int(lmax) in args.lmax and sim not in failed and not _run("tiles_job", key, instance):
             failed.append(key)
-    print(
+    _say(
         f"done in {time.perf_counter() - start:.0f} s; tiles under {SETTINGS.data_root / 'tiles'}"
-        + (f"; FAILED: {failed}" if failed else ""),
-        flush=True,
+        + (f"; FAILED: {failed}" if failed else "")
     )
+    _print_example(instance)
     return 1 if failed else 0
 
 

@@ -13,32 +13,82 @@ make_tiles
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from lensing_core._types import ComplexArray, FloatArray
+from lensing_core.io import InputMissingError
 from lensing_core.sims.sources import KappaSource
-from lensing_core.sky.healpix import nside_from_npix
+from lensing_core.sky.harmonics import map2alm
+from lensing_core.sky.healpix import check_maps, nside_from_npix
 from lensing_core.sky.noise import NOISE_LEVELS
-from lensing_core.sky.tiles import extract_tiles
+from lensing_core.sky.tiles import analysis_lmax, check_request, tiles_from_alm
 from lensing_core.storage import DataRoot
 from lensing_core.summaries import kappa_summary, tile_summary
+
+ALM_N_ITER = 3  # Jacobi iterations of the analysis stored with the kappa maps
+
+
+def _analyse(maps: FloatArray, n_iter: int) -> ComplexArray:
+    """The fast path's one analysis of a sim's maps (single precision, canonical lmax)."""
+    lmax = analysis_lmax(nside_from_npix(maps.shape[-1]))
+    return map2alm(maps.astype(np.float32), lmax, n_iter=n_iter, dtype=np.float32)
 
 
 def make_kappa(root: DataRoot, source: KappaSource, sim_id: int) -> tuple[Path, dict[str, Any]]:
     """
-    Load (or draw) the kappa maps of *sim_id* and write them under *root*.
+    Load (or draw) the kappa maps of *sim_id*, analyse them once, and write both under *root*.
 
     Returns
     -------
-        The written file and its metadata (sim id, parameters, provenance, map summary).
+        The written file and its metadata (sim id, parameters, provenance, map summary, and
+        the band limit and iterations of the stored analysis).
+
+    Notes
+    -----
+    The analysis (single precision, at :func:`~lensing_core.sky.tiles.analysis_lmax`) is
+    what every tile partition of the sim starts from, so no tile partition analyses the maps
+    again: one analysis per map, whatever the number of lmax partitions. Maps too coarse for
+    any tile are stored without it.
     """
     start = time.perf_counter()
     maps, provenance = source.load(sim_id)  # first: a missing input file is the clearer error
     params = dict(source.catalog[sim_id])
-    meta = {"sim_id": sim_id, "params": params, "provenance": provenance, **kappa_summary(maps)}
-    path = root.write_kappa(sim_id, maps, meta)
+    nside = check_maps(maps, what=f"kappa maps of sim {sim_id} ({provenance['source']} source)")
+    meta: dict[str, Any] = {
+        "sim_id": sim_id,
+        "params": params,
+        "provenance": provenance,
+        **kappa_summary(maps),
+    }
+    alm = None
+    with contextlib.suppress(ValueError):  # no tile fits: keep the maps, skip the analysis
+        meta["alm"] = {"lmax": analysis_lmax(nside), "n_iter": ALM_N_ITER, "dtype": "float32"}
+        alm = _analyse(maps, ALM_N_ITER)
+    path = root.write_kappa(sim_id, maps, meta, alm=alm)
     return path, {**meta, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def _analysis_for_tiles(
+    root: DataRoot, sim_id: int, lmax: int, *, n_iter: int, missing_hint: str
+) -> tuple[ComplexArray, int, dict[str, Any]]:
+    """The analysis stored with the sim's maps if it is the one wanted, else a fresh one."""
+    alm, meta = root.read_kappa_alm(sim_id, missing_hint=missing_hint)
+    nside = int(meta.get("nside", 0))
+    if alm is not None and meta.get("alm") == {
+        "lmax": analysis_lmax(nside),
+        "n_iter": n_iter,
+        "dtype": "float32",
+    }:
+        return alm, nside, meta
+    maps, meta = root.read_kappa(sim_id, missing_hint=missing_hint)
+    nside = nside_from_npix(maps.shape[-1])
+    check_request(nside, maps.shape[0], [lmax], NOISE_LEVELS)  # before the analysis
+    return _analyse(maps, n_iter), nside, meta
 
 
 def make_tiles(
@@ -48,7 +98,7 @@ def make_tiles(
     *,
     scheme: str = "belts",
     noise_convention: str = "per_component",
-    n_iter: int = 3,
+    n_iter: int = ALM_N_ITER,
     missing_hint: str = "",
 ) -> tuple[Path, dict[str, Any]]:
     """
@@ -76,29 +126,34 @@ def make_tiles(
     ValueError
         For a corrupt or invalid kappa file or an invalid request; the message names the
         sim, lmax and file.
+
+    Notes
+    -----
+    Starts from the analysis stored with the maps (see :func:`make_kappa`), so the tiles are
+    the same bytes as ``extract_tiles(maps, [lmax], ...)`` without a second analysis.
     """
-    maps, kappa_meta = root.read_kappa(sim_id, missing_hint=missing_hint)
     start = time.perf_counter()
     try:
-        by_key = extract_tiles(
-            maps,
+        alm, nside_in, kappa_meta = _analysis_for_tiles(
+            root, sim_id, lmax, n_iter=n_iter, missing_hint=missing_hint
+        )
+        by_key = tiles_from_alm(
+            alm,
             [lmax],
             NOISE_LEVELS,
+            nside_in=nside_in,
             scheme=scheme,
             seed=sim_id,
             noise_convention=noise_convention,
-            n_iter=n_iter,
         )
+    except InputMissingError:
+        raise
     except ValueError as err:
         msg = f"tiles of sim {sim_id} at lmax {lmax} from {root.kappa_path(sim_id)}: {err}"
         raise ValueError(msg) from err
     by_noise = {noise: by_key[lmax, noise] for noise in NOISE_LEVELS}
     summary = tile_summary(
-        by_noise,
-        lmax=lmax,
-        nside_in=nside_from_npix(maps.shape[1]),
-        scheme=scheme,
-        convention=noise_convention,
+        by_noise, lmax=lmax, nside_in=nside_in, scheme=scheme, convention=noise_convention
     )
     meta = {
         "sim_id": sim_id,

@@ -2,7 +2,8 @@
 
 Layout::
 
-    kappa/sim{ID:05d}.npz           kappa_bin0..kappa_bin3 (RING), metadata (JSON)
+    kappa/sim{ID:05d}.npz           kappa_bin0..kappa_bin3 (RING), metadata (JSON), and
+                                    alm: their analysis for the tiles (complex64)
     tiles/lmax{L}/sim{ID:05d}.npz   tiles_{noise} arrays (12, 4, n, n), metadata (JSON)
     .tmp/                           temporaries, renamed into place when complete
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lensing_core._types import FloatArray
+from lensing_core._types import ComplexArray, FloatArray
 from lensing_core.io import TMP_DIR_NAME, read_npz, write_npz
 from lensing_core.sky.healpix import check_maps
 from lensing_core.sky.tiles import LMAX_TO_NSIDE, N_TILES
@@ -67,11 +68,30 @@ class DataRoot:
         """``tiles/lmax{L}/sim{ID:05d}.npz``."""
         return self.root / "tiles" / f"lmax{lmax}" / f"sim{sim_id:05d}.npz"
 
-    def write_kappa(self, sim_id: int, maps: FloatArray, metadata: Mapping[str, Any]) -> Path:
-        """Write the 4 RING maps of one sim (float32) with their metadata, atomically."""
+    def write_kappa(
+        self,
+        sim_id: int,
+        maps: FloatArray,
+        metadata: Mapping[str, Any],
+        *,
+        alm: ComplexArray | None = None,
+    ) -> Path:
+        """
+        Write the 4 RING maps of one sim (float32) with their metadata, atomically.
+
+        Parameters
+        ----------
+        sim_id, maps, metadata
+            The sim, its maps ``(4, npix)`` and a JSON-ready record.
+        alm
+            Optional analysis of the maps, ``(4, n_alm)``, stored as ``alm`` so that every
+            tile partition of the sim reuses it instead of analysing the maps again.
+        """
         arrays = {
             key: np.asarray(m, dtype=np.float32) for key, m in zip(KAPPA_KEYS, maps, strict=True)
         }
+        if alm is not None:
+            arrays["alm"] = np.asarray(alm, dtype=np.complex64)
         return write_npz(self.kappa_path(sim_id), arrays, metadata, tmp_root=self.tmp_root)
 
     def read_kappa(
@@ -92,11 +112,39 @@ class DataRoot:
             If the file is corrupt, lacks a bin, or holds maps of a bad size or non-finite values.
         """
         path = self.kappa_path(sim_id)
-        what = f"kappa maps of sim {sim_id} ({path})"
         arrays, metadata = read_npz(
             path, KAPPA_KEYS, what=f"kappa maps of sim {sim_id}", missing_hint=missing_hint
         )
-        return kappa_maps_from_arrays(arrays, what=what), metadata
+        return kappa_maps_from_arrays(arrays, what=f"kappa maps of sim {sim_id} ({path})"), metadata
+
+    def read_kappa_alm(
+        self, sim_id: int, *, missing_hint: str = ""
+    ) -> tuple[ComplexArray | None, dict[str, Any]]:
+        """
+        Read the stored analysis of one sim's kappa maps, without reading the maps.
+
+        Returns
+        -------
+            ``alm`` of shape ``(4, n_alm)`` (``None`` if the file has none) and the metadata.
+
+        Raises
+        ------
+        lensing_core.io.InputMissingError, ValueError
+            As :meth:`read_kappa`.
+        """
+        path = self.kappa_path(sim_id)
+        what = f"kappa maps of sim {sim_id}"
+        arrays, metadata = read_npz(path, (), what=what, missing_hint=missing_hint)
+        if "alm" not in metadata:
+            return None, metadata
+        arrays, _ = read_npz(path, ("alm",), what=what)
+        alm = arrays["alm"]
+        if alm.ndim != 2 or alm.shape[0] != N_BINS or alm.dtype != np.complex64:
+            msg = (
+                f"{what} ({path}): alm has shape {alm.shape} {alm.dtype}, expected (4, n) complex64"
+            )
+            raise ValueError(msg)
+        return alm, metadata
 
     def write_tiles(
         self, sim_id: int, lmax: int, tiles: Mapping[str, FloatArray], metadata: Mapping[str, Any]

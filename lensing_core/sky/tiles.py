@@ -15,6 +15,10 @@ Functions
 extract_tiles
     The fast path: one analysis per map, exact truncation, harmonic rotation, one synthesis
     per output.
+analysis_lmax
+    Band limit of the one analysis of a map.
+tiles_from_alm
+    The fast path from an existing analysis (e.g. the one stored with the kappa maps).
 extract_tiles_reference
     The straightforward path of the published dataset: a healpy analysis and rotation for
     every output. For tests and benchmarks.
@@ -33,7 +37,13 @@ import healpy as hp
 import numpy as np
 
 from lensing_core._types import ComplexArray, FloatArray, IntArray
-from lensing_core.sky.harmonics import _geometry, map2alm, synthesize_rings, truncate_alm
+from lensing_core.sky.harmonics import (
+    _geometry,
+    lmax_of,
+    map2alm,
+    synthesize_rings,
+    truncate_alm,
+)
 from lensing_core.sky.healpix import EQUATORIAL_FACES, check_maps, face_ring_indices
 from lensing_core.sky.noise import (
     N_BINS,
@@ -53,14 +63,59 @@ N_TILES = N_ORIENTATIONS * len(EQUATORIAL_FACES)
 TileKey = tuple[int, str]
 
 
-def _check_request(
-    kappa: FloatArray,
+def analysis_lmax(nside_in: int, nside_out: Mapping[int, int] | None = None) -> int:
+    """
+    Band limit of the one analysis of a map: the largest lmax of the table it supports.
+
+    Every tile band limit truncates the alm of this analysis, so the tiles at one lmax do
+    not depend on which other lmax values are requested together.
+
+    Parameters
+    ----------
+    nside_in
+        nside of the maps.
+    nside_out
+        Band limit -> tile nside; :data:`LMAX_TO_NSIDE` if not given.
+
+    Raises
+    ------
+    ValueError
+        If no lmax of the table fits (``lmax <= 3 nside_in - 1``, tile nside <= nside_in).
+
+    Examples
+    --------
+    >>> analysis_lmax(1024), analysis_lmax(256)
+    (1000, 600)
+    """
+    table = LMAX_TO_NSIDE if nside_out is None else nside_out
+    fits = [lmax for lmax, n in table.items() if lmax <= 3 * nside_in - 1 and n <= nside_in]
+    if not fits:
+        msg = f"kappa maps have nside {nside_in}, too coarse for any lmax of {dict(table)}"
+        raise ValueError(msg)
+    return max(fits)
+
+
+def check_request(
+    nside_in: int,
+    n_bins: int,
     lmaxes: Iterable[int],
     noise_levels: Iterable[str],
-    scheme: str,
-    nside_out: Mapping[int, int] | None,
-) -> tuple[list[int], list[str], dict[int, int], int]:
-    nside_in = check_maps(kappa, what="kappa maps")
+    scheme: str = "belts",
+    nside_out: Mapping[int, int] | None = None,
+) -> tuple[list[int], list[str], dict[int, int]]:
+    """
+    Validate a tile request against maps of *nside_in* with *n_bins* bins.
+
+    Returns
+    -------
+        Sorted lmax values, noise levels in order, and the tile nside of each lmax.
+
+    Raises
+    ------
+    ValueError
+        For an unknown lmax, noise level or scheme, maps too coarse for an lmax, or noise
+        asked of maps that are not 4 tomographic bins.
+    """
     table = dict(LMAX_TO_NSIDE if nside_out is None else nside_out)
     lmax_list = sorted({int(lmax) for lmax in lmaxes})
     if not lmax_list:
@@ -79,13 +134,11 @@ def _check_request(
     levels = list(dict.fromkeys(noise_levels))
     for level in levels:
         check_noise_level(level)
-    if any(level != "noiseless" for level in levels) and kappa.shape[0] != N_BINS:
-        msg = f"noise is defined for {N_BINS} tomographic bins, kappa has {kappa.shape[0]}"
+    if any(level != "noiseless" for level in levels) and n_bins != N_BINS:
+        msg = f"noise is defined for {N_BINS} tomographic bins, kappa has {n_bins}"
         raise ValueError(msg)
     orientation_matrices(scheme)  # validates the scheme name
-    # The canonical analysis band limit: the largest of the table that the map supports.
-    lmax_analysis = max([lmax for lmax in table if lmax <= 3 * nside_in - 1] + lmax_list)
-    return lmax_list, levels, {lmax: table[lmax] for lmax in lmax_list}, lmax_analysis
+    return lmax_list, levels, {lmax: table[lmax] for lmax in lmax_list}
 
 
 @lru_cache(maxsize=16)
@@ -164,12 +217,63 @@ def extract_tiles(
     filter. Signal and noise alm are rotated together (ducc0) once per orientation, and every
     output is synthesised once, on the equatorial rings only.
     """
-    lmax_list, levels, tile_nside, lmax_top = _check_request(
-        kappa, lmaxes, noise_levels, scheme, nside_out
+    nside_in = check_maps(kappa, what="kappa maps")
+    check_request(nside_in, kappa.shape[0], lmaxes, noise_levels, scheme, nside_out)
+    lmax_top = analysis_lmax(nside_in, nside_out)
+    alm = map2alm(kappa, lmax_top, n_iter=n_iter, nthreads=nthreads, dtype=dtype)
+    return tiles_from_alm(
+        alm,
+        lmaxes,
+        noise_levels,
+        nside_in=nside_in,
+        scheme=scheme,
+        seed=seed,
+        noise_convention=noise_convention,
+        nside_out=nside_out,
+        nthreads=nthreads,
     )
-    n_bins = kappa.shape[0]
+
+
+def tiles_from_alm(
+    alm: ComplexArray,
+    lmaxes: Iterable[int],
+    noise_levels: Sequence[str] = ("noiseless",),
+    *,
+    nside_in: int,
+    scheme: str = "belts",
+    seed: int = 0,
+    noise_convention: str = "per_component",
+    nside_out: Mapping[int, int] | None = None,
+    nthreads: int | None = None,
+) -> dict[TileKey, FloatArray]:
+    """
+    The fast path after the analysis: noise, rotation, truncation, synthesis, cutting.
+
+    Parameters
+    ----------
+    alm
+        Analysis of the maps, shape ``(n_bins, n_alm(L))`` with ``L`` at least every lmax
+        requested (normally :func:`analysis_lmax`); complex64 or complex128 sets the
+        precision of the transforms.
+    nside_in
+        nside of the analysed maps (the noise and the band limits are checked against it).
+    lmaxes, noise_levels, scheme, seed, noise_convention, nside_out, nthreads
+        As in :func:`extract_tiles`.
+
+    Returns
+    -------
+        As :func:`extract_tiles`.
+    """
+    n_bins = alm.shape[0]
+    lmax_list, levels, tile_nside = check_request(
+        nside_in, n_bins, lmaxes, noise_levels, scheme, nside_out
+    )
+    lmax_top = lmax_of(alm.shape[-1])
+    if lmax_top < lmax_list[-1]:
+        msg = f"alm of lmax {lmax_top} cannot give tiles at lmax {lmax_list[-1]}"
+        raise ValueError(msg)
     start = time.perf_counter()
-    signal = map2alm(kappa, lmax_top, n_iter=n_iter, nthreads=nthreads, dtype=dtype)
+    signal = alm
     noisy = [level for level in levels if level != "noiseless"]
     noise = [
         white_noise_alm(
@@ -225,8 +329,9 @@ def extract_tiles_reference(
     plain quadrature commutes with truncation); with iterations an analysis at a smaller
     lmax differs slightly (about 1e-3) from the truncation of the analysis at the largest.
     """
-    lmax_list, levels, tile_nside, _ = _check_request(
-        kappa, lmaxes, noise_levels, scheme, nside_out
+    nside_in = check_maps(kappa, what="kappa maps")
+    lmax_list, levels, tile_nside = check_request(
+        nside_in, kappa.shape[0], lmaxes, noise_levels, scheme, nside_out
     )
     n_bins = kappa.shape[0]
     matrices = orientation_matrices(scheme)

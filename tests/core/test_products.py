@@ -1,0 +1,83 @@
+"""One partition's work: kappa files carry their analysis, and tiles reuse it exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lensing_core.io import InputMissingError
+from lensing_core.products import make_kappa, make_tiles
+from lensing_core.sims.catalog import synthetic_catalog
+from lensing_core.sims.sources import SyntheticSource
+from lensing_core.sky.harmonics import n_alm
+from lensing_core.sky.noise import NOISE_LEVELS
+from lensing_core.sky.tiles import analysis_lmax, extract_tiles
+from lensing_core.storage import DataRoot
+
+NSIDE = 128
+
+
+@pytest.fixture(scope="module")
+def source() -> SyntheticSource:
+    """Synthetic maps at nside 128 over the first 110 sims of the design."""
+    return SyntheticSource(synthetic_catalog(110), nside=NSIDE)
+
+
+def test_kappa_file_holds_maps_and_their_analysis(tmp_path: Path, source: SyntheticSource) -> None:
+    """make_kappa writes the maps and one analysis at the canonical lmax, with metadata."""
+    root = DataRoot(tmp_path)
+    path, meta = make_kappa(root, source, 109)
+    assert path == root.kappa_path(109)
+    assert meta["alm"] == {"lmax": analysis_lmax(NSIDE), "n_iter": 3, "dtype": "float32"}
+    assert meta["params"]["Omega_m"] == pytest.approx(0.3006605338)
+    alm, file_meta = root.read_kappa_alm(109)
+    assert alm is not None
+    assert analysis_lmax(NSIDE) == 200  # the only lmax whose 128 x 128 tiles fit nside 128
+    assert alm.shape == (4, n_alm(200))
+    assert alm.dtype == np.complex64
+    assert file_meta["alm"] == meta["alm"]
+
+
+@pytest.mark.parametrize("lmax", [200])
+def test_tiles_from_stored_analysis_equal_extract_tiles(
+    tmp_path: Path, source: SyntheticSource, lmax: int
+) -> None:
+    """Tiles made from the stored alm are the bytes extract_tiles gives from the maps."""
+    root = DataRoot(tmp_path)
+    make_kappa(root, source, 109)
+    maps, _ = root.read_kappa(109)
+    make_tiles(root, 109, lmax)
+    by_noise, meta = root.read_tiles(109, lmax, NOISE_LEVELS)
+    expected = extract_tiles(maps, [lmax], NOISE_LEVELS, seed=109)
+    for level in NOISE_LEVELS:
+        assert by_noise[level].tobytes() == expected[lmax, level].tobytes()
+    assert meta["sim_id"] == 109
+
+
+def test_tiles_without_or_with_stale_analysis_recompute(
+    tmp_path: Path, source: SyntheticSource
+) -> None:
+    """A kappa file without alm (or with alm of other settings) gives the same tiles."""
+    root = DataRoot(tmp_path)
+    make_kappa(root, source, 108)
+    make_tiles(root, 108, 200)
+    reference, _ = root.read_tiles(108, 200, NOISE_LEVELS)
+    maps, meta = root.read_kappa(108)
+    meta.pop("alm")
+    root.write_kappa(108, maps, meta)  # no analysis stored
+    assert root.read_kappa_alm(108)[0] is None
+    make_tiles(root, 108, 200)
+    again, _ = root.read_tiles(108, 200, NOISE_LEVELS)
+    for level in NOISE_LEVELS:
+        assert again[level].tobytes() == reference[level].tobytes()
+    make_tiles(root, 108, 200, n_iter=0)  # other settings: the stored alm is not used
+    other, _ = root.read_tiles(108, 200, NOISE_LEVELS)
+    assert not np.array_equal(other["noiseless"], reference["noiseless"])
+
+
+def test_missing_kappa_raises_input_missing(tmp_path: Path) -> None:
+    """No kappa file: InputMissingError with the hint, not a ValueError."""
+    with pytest.raises(InputMissingError, match=r"sim 7 are missing.*do this"):
+        make_tiles(DataRoot(tmp_path), 7, 200, missing_hint="do this")
