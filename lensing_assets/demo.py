@@ -40,8 +40,10 @@ def _print_example(instance: dg.DagsterInstance) -> None:
     key = next((k for k in ("109|600", "109|200") if k in done), None)
     if key is None:
         return
-    event = instance.get_latest_materialization_event(dg.AssetKey("tiles"), partition=key)
-    meta = event.asset_materialization.metadata
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("tiles"), asset_partitions=[key]), limit=1
+    ).records
+    meta = records[0].asset_materialization.metadata
     _say(f"tiles[{key}]: {meta['path'].value}")
     for name in ("scheme", "sky_coverage", "max_pairwise_overlap"):
         _say(f"  {name}: {meta[name].value}")
@@ -53,19 +55,22 @@ def _print_example(instance: dg.DagsterInstance) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Materialize kappa maps, then tiles at the requested lmax values, for every sim."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--lmax", type=int, nargs="*", default=list(LMAX_TO_NSIDE))
+    parser.add_argument("--lmax", type=int, nargs="+", default=list(LMAX_TO_NSIDE))
+    parser.add_argument("--sims", type=int, nargs="+", default=CATALOG.sim_ids)
     args = parser.parse_args(argv)
+    sims = [s for s in CATALOG.sim_ids if s in set(args.sims)]
     instance = dg.DagsterInstance.get()
     _say(
-        f"lensing demo: {SETTINGS.source} source, {len(CATALOG)} sims "
-        f"({CATALOG.sim_ids[0]}..{CATALOG.sim_ids[-1]}), nside {SETTINGS.nside}, "
+        f"lensing demo: {SETTINGS.source} source, {len(sims)} sims "
+        f"({sims[0]}..{sims[-1]}), nside {SETTINGS.nside}, "
         f"lmax {args.lmax}\ndata root {SETTINGS.data_root}, instance {instance.root_directory}"
     )
     start = time.perf_counter()
-    failed = [str(s) for s in CATALOG.sim_ids if not _run("kappa_job", str(s), instance)]
+    failed = [str(s) for s in sims if not _run("kappa_job", str(s), instance)]
     for key in sim_lmax_partitions_def.get_partition_keys():
         sim, lmax = key.split("|")
-        if int(lmax) in args.lmax and sim not in failed and not _run("tiles_job", key, instance):
+        wanted = int(sim) in sims and int(lmax) in args.lmax and sim not in failed
+        if wanted and not _run("tiles_job", key, instance):
             failed.append(key)
     _say(
         f"done in {time.perf_counter() - start:.0f} s; tiles under {SETTINGS.data_root / 'tiles'}"

@@ -17,6 +17,7 @@ for _name in [n for n in os.environ if n.startswith("LENSING_") or n.startswith(
 os.environ["LENSING_DATA_ROOT"] = str(_SESSION_DIR / "data")
 os.environ["DAGSTER_HOME"] = str(_SESSION_DIR / "dagster_home")
 os.environ["LENSING_NTHREADS"] = "2"
+os.environ["LENSING_NSIDE"] = "128"  # small synthetic maps for the definitions' own resources
 # healpy's OpenMP runtime otherwise spins at every barrier: on a busy 2-core machine a tiny
 # healpy.rotate_alm then takes 0.5 s instead of 0.1 ms (read when healpy is first imported).
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
