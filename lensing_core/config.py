@@ -5,11 +5,14 @@ configuration, never by editing code:
 
 =========================  =================================================================
 ``LENSING_DATA_ROOT``      data root (default: ``data/`` in the project checkout)
-``LENSING_SOURCE``         ``synthetic`` (default), ``kappa_npz``
+``LENSING_SOURCE``         ``synthetic`` (default), ``kappa_npz``, ``gower_street``
 ``LENSING_SUITE``          ``full`` (default), ``demo`` (sims 101-116) or ids like ``1-20,109``
-``LENSING_NSIDE``          nside of synthetic maps (default 1024)
+``LENSING_NSIDE``          nside of synthetic and ray-traced maps (default 1024)
 ``LENSING_KAPPA_DIR``      ``kappa_npz``: directory holding ``sim00001/kappa_maps.npz``
-``LENSING_CATALOG_CSV``    parameter table in the ``gower_street_runs.csv`` format (optional)
+``LENSING_SIMS_DIR``       ``gower_street``: directory holding ``sim00001/run.*.lightcone.npy``
+``LENSING_CATALOG_CSV``    parameter table in the ``gower_street_runs.csv`` format
+                           (required by ``gower_street``, optional otherwise)
+``LENSING_NZ_FITS``        ``gower_street``: DES 2pt FITS file with the ``NZ_SOURCE`` n(z)
 ``LENSING_TILE_SCHEME``    ``belts`` (default) or ``legacy``
 ``LENSING_NOISE_CONVENTION``  ``per_component`` (default) or ``legacy``
 =========================  =================================================================
@@ -29,17 +32,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lensing_core.sims.catalog import (
+    FULL_SUITE_SIZE,
     PARAM_KEYS,
     SimCatalog,
     parse_suite,
     read_gower_street_csv,
     synthetic_catalog,
 )
-from lensing_core.sims.sources import KappaNpzSource, KappaSource, SyntheticSource
+from lensing_core.sims.sources import (
+    GowerStreetSource,
+    KappaNpzSource,
+    KappaSource,
+    SyntheticSource,
+)
 from lensing_core.sky.noise import NOISE_CONVENTIONS
 from lensing_core.sky.rotations import SCHEMES
 
-SOURCES: tuple[str, ...] = ("synthetic", "kappa_npz")
+SOURCES: tuple[str, ...] = ("synthetic", "kappa_npz", "gower_street")
 
 
 def default_data_root() -> Path:
@@ -67,7 +76,11 @@ class PlatformSettings:
     kappa_dir
         Directory of the ``kappa_npz`` source.
     catalog_csv
-        Parameter table (Gower Street format); required by nothing yet, used when given.
+        Parameter table (Gower Street format); required by ``gower_street``.
+    sims_dir
+        Directory of the Gower Street simulation folders.
+    nz_fits
+        DES 2pt FITS file of the source n(z) for ``gower_street``.
     scheme
         Tile orientation scheme.
     noise_convention
@@ -80,6 +93,8 @@ class PlatformSettings:
     nside: int = 1024
     kappa_dir: Path | None = None
     catalog_csv: Path | None = None
+    sims_dir: Path | None = None
+    nz_fits: Path | None = None
     scheme: str = "belts"
     noise_convention: str = "per_component"
 
@@ -100,6 +115,12 @@ class PlatformSettings:
             msg = (
                 "LENSING_SOURCE=kappa_npz needs LENSING_KAPPA_DIR "
                 "(the folder of sim00001/kappa_maps.npz)"
+            )
+            raise ValueError(msg)
+        if self.source == "gower_street" and (self.sims_dir is None or self.catalog_csv is None):
+            msg = (
+                "LENSING_SOURCE=gower_street needs LENSING_SIMS_DIR (the folder of sim00001/ "
+                "shell directories) and LENSING_CATALOG_CSV (the gower_street_runs.csv table)"
             )
             raise ValueError(msg)
         parse_suite(self.suite)
@@ -126,6 +147,8 @@ class PlatformSettings:
             nside=nside,
             kappa_dir=path("LENSING_KAPPA_DIR"),
             catalog_csv=path("LENSING_CATALOG_CSV"),
+            sims_dir=path("LENSING_SIMS_DIR"),
+            nz_fits=path("LENSING_NZ_FITS"),
             scheme=env.get("LENSING_TILE_SCHEME", "belts").strip(),
             noise_convention=env.get("LENSING_NOISE_CONVENTION", "per_component").strip(),
         )
@@ -133,13 +156,10 @@ class PlatformSettings:
     def catalog(self) -> SimCatalog:
         """The configured suite's catalog: the sims that become partitions."""
         wanted = parse_suite(self.suite)
-        if self.source == "synthetic":
-            n_sims = max(wanted) if wanted else None
-            base = (
-                read_gower_street_csv(self.catalog_csv)
-                if self.catalog_csv
-                else (synthetic_catalog(max(n_sims, 791)) if n_sims else synthetic_catalog())
-            )
+        if self.catalog_csv is not None and self.source in ("synthetic", "gower_street"):
+            base = read_gower_street_csv(self.catalog_csv)
+        elif self.source == "synthetic":
+            base = synthetic_catalog(max([FULL_SUITE_SIZE, *(wanted or [])]))
         else:
             assert self.kappa_dir is not None  # checked in __post_init__
             found = KappaNpzSource.discover(self.kappa_dir)
@@ -162,5 +182,8 @@ class PlatformSettings:
         catalog = self.catalog() if catalog is None else catalog
         if self.source == "synthetic":
             return SyntheticSource(catalog, nside=self.nside)
+        if self.source == "gower_street":
+            assert self.sims_dir is not None  # checked in __post_init__
+            return GowerStreetSource(self.sims_dir, catalog, nside=self.nside, nz_fits=self.nz_fits)
         assert self.kappa_dir is not None
         return KappaNpzSource(self.kappa_dir, catalog)

@@ -22,13 +22,15 @@ class LensingStorage(dg.ConfigurableResource):
 
 
 class KappaSourceResource(dg.ConfigurableResource):
-    """Where kappa maps come from: ``synthetic`` or ``kappa_npz`` (``LENSING_SOURCE``...)."""
+    """Where kappa maps come from: ``synthetic``, ``kappa_npz`` or ``gower_street``."""
 
     source: str = "synthetic"
     suite: str = "full"
     nside: int = 1024
     kappa_dir: str | None = None
     catalog_csv: str | None = None
+    sims_dir: str | None = None
+    nz_fits: str | None = None
 
     def settings(self) -> PlatformSettings:
         """The core settings these fields describe."""
@@ -39,6 +41,8 @@ class KappaSourceResource(dg.ConfigurableResource):
             nside=self.nside,
             kappa_dir=Path(self.kappa_dir) if self.kappa_dir else None,
             catalog_csv=Path(self.catalog_csv) if self.catalog_csv else None,
+            sims_dir=Path(self.sims_dir) if self.sims_dir else None,
+            nz_fits=Path(self.nz_fits) if self.nz_fits else None,
         )
 
     def build(self) -> KappaSource:
@@ -64,6 +68,8 @@ def resources_from(settings: PlatformSettings) -> dict[str, dg.ConfigurableResou
             nside=settings.nside,
             kappa_dir=str(settings.kappa_dir) if settings.kappa_dir else None,
             catalog_csv=str(settings.catalog_csv) if settings.catalog_csv else None,
+            sims_dir=str(settings.sims_dir) if settings.sims_dir else None,
+            nz_fits=str(settings.nz_fits) if settings.nz_fits else None,
         ),
         "tiling": TilingResource(
             scheme=settings.scheme, noise_convention=settings.noise_convention

@@ -1,0 +1,104 @@
+"""Settings from the environment pick the source and the suite."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lensing_core.config import PlatformSettings
+from lensing_core.sims.sources import GowerStreetSource, KappaNpzSource, SyntheticSource
+
+TABLE = """,,,Cosmological parameters,,,,,,,Derived parameters,,,
+Serial Number,Run,Job,Omega_m,sigma_8,w,Omega_b little_h^2,little_h,n_s,m_nu,Omega_b,Comment,RunTime (hours),WhereRun
+7,C,7,0.31,0.82,-1.0,0.0224,0.68,0.97,0.06,0.0484,,20,Wilkes
+109,C,109,0.3006605338,0.8046637795,-0.6787827802,0.02239784866,0.6830365788,0.9712948741,0.06,0.04800852705,Verification run,22.7,Wilkes
+"""
+
+
+def test_defaults_are_the_synthetic_full_suite(tmp_path: Path) -> None:
+    """No variables: synthetic source, 791 sims, nside 1024, belts, per-component noise."""
+    settings = PlatformSettings.from_env({"LENSING_DATA_ROOT": str(tmp_path)})
+    assert (settings.source, settings.suite, settings.nside) == ("synthetic", "full", 1024)
+    assert (settings.scheme, settings.noise_convention) == ("belts", "per_component")
+    assert settings.data_root == tmp_path.resolve()
+    assert len(settings.catalog()) == 791
+    assert isinstance(settings.kappa_source(), SyntheticSource)
+
+
+def test_demo_suite_and_explicit_ids() -> None:
+    """LENSING_SUITE selects sims of the source's catalog."""
+    assert 109 in PlatformSettings.from_env({"LENSING_SUITE": "demo"}).catalog()
+    assert PlatformSettings.from_env({"LENSING_SUITE": "3-5,900"}).catalog().sim_ids == [
+        3,
+        4,
+        5,
+        900,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"LENSING_SOURCE": "cloud"}, "LENSING_SOURCE='cloud' is not one of"),
+        ({"LENSING_SOURCE": "kappa_npz"}, "needs LENSING_KAPPA_DIR"),
+        ({"LENSING_SOURCE": "gower_street", "LENSING_SIMS_DIR": "/x"}, "needs LENSING_SIMS_DIR"),
+        ({"LENSING_TILE_SCHEME": "spiral"}, "LENSING_TILE_SCHEME='spiral'"),
+        ({"LENSING_NOISE_CONVENTION": "half"}, "LENSING_NOISE_CONVENTION='half'"),
+        ({"LENSING_NSIDE": "big"}, "LENSING_NSIDE='big' is not an integer"),
+        ({"LENSING_SUITE": "1-x"}, "suite '1-x'"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], match: str) -> None:
+    """A bad value names the variable and what is allowed."""
+    with pytest.raises(ValueError, match=match):
+        PlatformSettings.from_env(env)
+
+
+def test_gower_street_source_from_table(tmp_path: Path) -> None:
+    """gower_street: the partitions are the table's sims; the source knows its folders."""
+    table = tmp_path / "runs.csv"
+    table.write_text(TABLE)
+    settings = PlatformSettings.from_env(
+        {
+            "LENSING_SOURCE": "gower_street",
+            "LENSING_SIMS_DIR": str(tmp_path),
+            "LENSING_CATALOG_CSV": str(table),
+        }
+    )
+    catalog = settings.catalog()
+    assert catalog.sim_ids == [7, 109]
+    assert catalog[109]["S8"] == pytest.approx(0.8046637795 * math.sqrt(0.3006605338 / 0.3))
+    source = settings.kappa_source()
+    assert isinstance(source, GowerStreetSource)
+    assert source.sim_dir(7) == tmp_path.resolve() / "sim00007"
+    with pytest.raises(
+        FileNotFoundError, match=r"simulation directory of sim 7 is missing: .*sim00007"
+    ):
+        source.load(7)
+    with pytest.raises(ValueError, match=r"sims \[8\] are not in"):
+        PlatformSettings.from_env(
+            {
+                "LENSING_SOURCE": "gower_street",
+                "LENSING_SIMS_DIR": str(tmp_path),
+                "LENSING_CATALOG_CSV": str(table),
+                "LENSING_SUITE": "7-8",
+            }
+        ).catalog()
+
+
+def test_kappa_npz_discovers_sims_and_has_nan_params_without_table(tmp_path: Path) -> None:
+    """kappa_npz: the sims are the folders found; parameters NaN unless a table is given."""
+    for sim in (3, 12):
+        (tmp_path / f"sim{sim:05d}").mkdir()
+        np.savez(tmp_path / f"sim{sim:05d}" / "kappa_maps.npz", kappa_bin0=np.zeros(12))
+    (tmp_path / "notes").mkdir()
+    settings = PlatformSettings.from_env(
+        {"LENSING_SOURCE": "kappa_npz", "LENSING_KAPPA_DIR": str(tmp_path)}
+    )
+    catalog = settings.catalog()
+    assert catalog.sim_ids == [3, 12]
+    assert math.isnan(catalog[3]["Omega_m"])
+    assert isinstance(settings.kappa_source(), KappaNpzSource)
