@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from lensing_assets.defs.checks import kappa_map_checks
 from lensing_assets.defs.jobs import kappa_job, tiles_job
 from lensing_assets.defs.kappa import kappa_maps
 from lensing_assets.defs.partitions import SETTINGS
@@ -10,6 +11,7 @@ from lensing_assets.defs.tiles import tiles
 
 defs = dg.Definitions(
     assets=[kappa_maps, tiles],
+    asset_checks=[kappa_map_checks],
     jobs=[kappa_job, tiles_job],
     resources=resources_from(SETTINGS),
 )
