@@ -205,7 +205,7 @@ class GowerStreetSource:
             for name in ("control.par", "z_values.txt")
             if (sim_dir / name).is_file()
         }
-        shells = sorted(sim_dir.glob("run.*.lightcone.npy"))
+        shells = sorted(sim_dir.glob("*.lightcone.npy"))  # the prefix is achOutName
         return maps, {
             **self.describe(),
             "sim_dir": str(sim_dir),
