@@ -13,6 +13,7 @@ import dagster as dg
 
 from lensing_assets.definitions import defs
 from lensing_assets.defs.partitions import CATALOG, SETTINGS, sim_lmax_partitions_def
+from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.sky.tiles import LMAX_TO_NSIDE
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -22,13 +23,14 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _run(job_name: str, partition_key: str, instance: dg.DagsterInstance) -> bool:
+def _run(job_name: str, partition_key: str | None, instance: dg.DagsterInstance) -> bool:
     start = time.perf_counter()
     result = defs.resolve_job_def(job_name).execute_in_process(
         partition_key=partition_key, instance=instance, raise_on_error=False, run_config=QUIET
     )
     status = "ok" if result.success else "FAILED"
-    _say(f"  {job_name:10s} {partition_key:>10s}  {status}  {time.perf_counter() - start:6.1f} s")
+    key = partition_key or "-"
+    _say(f"  {job_name:14s} {key:>12s}  {status}  {time.perf_counter() - start:6.1f} s")
     for failure in result.get_step_failure_events():
         _say(f"    {failure.step_failure_data.error.message.strip()}")
     return result.success
@@ -49,6 +51,10 @@ def _print_example(instance: dg.DagsterInstance) -> None:
         _say(f"  {name}: {meta[name].value}")
     for level, std in meta["std_per_bin"].value.items():
         _say(f"  std per bin, {level}: {std}")
+    records = instance.fetch_materializations(dg.AssetKey("hf_dataset"), limit=1).records
+    if records:
+        revision = records[0].asset_materialization.metadata
+        _say(f"hf_dataset revision {revision['revision_id'].value}: {revision['configs'].value}")
     _say("Browse the graph and its metadata: . ./env.sh && dagster dev")
 
 
@@ -72,8 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         wanted = int(sim) in sims and int(lmax) in args.lmax and sim not in failed
         if wanted and not _run("tiles_job", key, instance):
             failed.append(key)
+    for lmax in args.lmax:
+        for noise in NOISE_LEVELS:
+            if not _run("shards_job", f"{lmax}|{noise}", instance):
+                failed.append(f"shards {lmax}|{noise}")
+    if not _run("hf_dataset_job", None, instance):
+        failed.append("hf_dataset")
     _say(
-        f"done in {time.perf_counter() - start:.0f} s; tiles under {SETTINGS.data_root / 'tiles'}"
+        f"done in {time.perf_counter() - start:.0f} s; tiles under {SETTINGS.data_root / 'tiles'}, "
+        f"dataset revision in {SETTINGS.data_root / 'hf_dataset'}"
         + (f"; FAILED: {failed}" if failed else "")
     )
     _print_example(instance)

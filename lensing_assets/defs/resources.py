@@ -1,7 +1,8 @@
-"""Resources: the data root, the kappa source and the tiling options."""
+"""Resources: the data root, the kappa source, the tiling options and the Hub push."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -58,6 +59,21 @@ class TilingResource(dg.ConfigurableResource):
     n_iter: int = 3
 
 
+class HfHubResource(dg.ConfigurableResource):
+    """Optional push of the dataset revision to the Hugging Face Hub.
+
+    Nothing is pushed without a repository id; the token is read from the environment
+    variable named by ``token_env`` at run time and never stored or shown.
+    """
+
+    repo_id: str | None = None
+    token_env: str = "HF_TOKEN"
+
+    def token(self) -> str | None:
+        """The token from the environment, if set."""
+        return os.environ.get(self.token_env) or None
+
+
 def resources_from(settings: PlatformSettings) -> dict[str, dg.ConfigurableResource]:
     """Resources configured from the platform settings."""
     return {
@@ -74,4 +90,5 @@ def resources_from(settings: PlatformSettings) -> dict[str, dg.ConfigurableResou
         "tiling": TilingResource(
             scheme=settings.scheme, noise_convention=settings.noise_convention
         ),
+        "hf_hub": HfHubResource(repo_id=os.environ.get("LENSING_HF_REPO_ID") or None),
     }

@@ -14,12 +14,20 @@ from lensing_core.sims.catalog import synthetic_catalog
 
 
 def test_definitions_load_with_expected_graph() -> None:
-    """Asset keys and dependencies are exactly the kappa -> tiles slice."""
+    """Asset keys and dependencies: kappa -> tiles -> shards -> HF dataset."""
     graph = defs.resolve_asset_graph()
-    assert graph.get_all_asset_keys() == {dg.AssetKey("kappa_maps"), dg.AssetKey("tiles")}
-    assert graph.get(dg.AssetKey("tiles")).parent_keys == {dg.AssetKey("kappa_maps")}
-    assert graph.get(dg.AssetKey("kappa_maps")).parent_keys == set()
-    assert {job.name for job in defs.resolve_all_job_defs()} >= {"kappa_job", "tiles_job"}
+    parents = {
+        key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
+    assert parents == {
+        "kappa_maps": set(),
+        "tiles": {"kappa_maps"},
+        "tile_shards": {"tiles"},
+        "hf_dataset": {"tile_shards"},
+    }
+    jobs = {job.name for job in defs.resolve_all_job_defs()}
+    assert jobs >= {"kappa_job", "tiles_job", "shards_job", "hf_dataset_job"}
 
 
 def test_partitions_follow_the_configured_catalog() -> None:
@@ -52,3 +60,22 @@ def test_tiles_depend_on_the_same_sim_kappa_partition() -> None:
         sim_partitions_def,
     )
     assert set(upstream.partitions_subset.get_partition_keys()) == {"109"}
+
+
+def test_shards_of_a_configuration_read_every_sim_at_its_lmax() -> None:
+    """tile_shards[600|des_y3] (configuration lmax_600_des_y3) depends on tiles[s|600], all s."""
+    from lensing_assets.defs.dataset import dataset_partitions_def
+
+    graph = defs.resolve_asset_graph()
+    mapping = graph.get_partition_mapping(dg.AssetKey("tile_shards"), dg.AssetKey("tiles"))
+    key = dataset_partitions_def.get_partition_key_from_str("600|des_y3")
+    assert key.keys_by_dimension == {"lmax": "600", "noise": "des_y3"}
+    upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        dataset_partitions_def.subset_with_partition_keys(["600|des_y3"]),
+        dataset_partitions_def,
+        sim_lmax_partitions_def,
+    )
+    assert set(upstream.partitions_subset.get_partition_keys()) == {
+        f"{sim}|600" for sim in sim_partitions_def.get_partition_keys()
+    }
+    assert len(dataset_partitions_def.get_partition_keys()) == 15

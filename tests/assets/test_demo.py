@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -15,8 +16,14 @@ def test_demo_materializes_into_the_instance(capsys: pytest.CaptureFixture[str])
     """Kappa and tiles of sim 109 at lmax 200 land in the data root and the instance."""
     assert demo.main(["--sims", "109", "--lmax", "200"]) == 0
     out = capsys.readouterr().out
-    assert "kappa_job         109  ok" in out
-    assert "tiles_job     109|200  ok" in out
+    for job, key in [
+        ("kappa_job", "109"),
+        ("tiles_job", "109|200"),
+        ("shards_job", "200|des_y3"),
+        ("hf_dataset_job", "-"),
+    ]:
+        assert re.search(rf"{job}\s+{re.escape(key)}\s+ok", out), (job, key)
+    assert "lmax_200_lsst_y10" in out
     assert "sky_coverage: 0.96" in out
     root = Path(os.environ["LENSING_DATA_ROOT"])
     assert (root / "tiles" / "lmax200" / "sim00109.npz").is_file()

@@ -1,0 +1,271 @@
+"""What one row of the training dataset is: names, columns, types (SPEC section 5).
+
+One configuration per (lmax, noise level), named ``lmax_{lmax}_{noise}``; one row per tile.
+
+Constants
+---------
+CONFIG_NAMES
+    The 15 configuration names, lmax ascending, noise levels in :data:`NOISE_LEVELS` order.
+COLUMNS, ID_COLUMNS
+    Column names in schema order; the integer id columns.
+COLUMN_DTYPES
+    Value type of every column.
+PARAM_COLUMNS
+    The cosmological parameters carried by every row (float64), from the sim catalog.
+COLUMN_DESCRIPTIONS
+    One line per column, for the dataset card.
+DATA_DIR_NAME, SHARD_GLOB, MANIFEST_NAME
+    Layout of one configuration: ``data/{config}/train-*.parquet`` plus a manifest.
+CONTENT_HASH_VERSION
+    Tag of the canonical row encoding hashed by :func:`update_row_hash`.
+
+Functions
+---------
+config_name, parse_config_name
+    ``(lmax, noise_level)`` <-> ``"lmax_{lmax}_{noise}"``, both checked.
+tile_shape
+    ``(4, n, n)``: the shape of ``kappa`` in a row at a band limit.
+features
+    The ``datasets.Features`` of a configuration (``kappa`` is an ``Array3D``).
+arrow_schema
+    The Arrow schema written to the parquet shards (from :func:`features`).
+shard_file_name
+    ``train-00000-of-00003.parquet``.
+new_row_hash, update_row_hash
+    The content hash of a configuration: a sha256 primed with the schema, fed the canonical
+    bytes of the rows in order.
+
+Notes
+-----
+``kappa`` is stored with the Arrow extension type of ``datasets.Array3D`` (storage: nested
+lists of float32, the layout ``datasets`` itself writes), and the schema carries the
+``huggingface`` features metadata. ``datasets.load_dataset`` then reads the column as
+``Array3D(shape=(4, n, n), dtype="float32")`` with no cast, from the files alone or through the
+card's ``dataset_info``, and ``with_format("numpy")`` returns ``(rows, 4, n, n)`` float32 by
+flattening the list buffers (no per-element Python conversion). A plain pyarrow reader without
+``datasets`` sees the storage type ``list<list<list<float>>>``; its flattened values are the
+tiles in C order. A nested ``fixed_size_list`` would also load, but only as a nested ``List``
+feature unless the card supplies the features; the extension type needs neither.
+
+``datasets``' numpy formatter hands float64 columns out as float32 and integers as int64 (its
+defaults); the stored parameters are float64, exactly the catalog's values, and
+``with_format("arrow")`` or ``dataset.data`` gives them unrounded.
+
+Row order within a configuration is ``(sim_id, orientation_id, tile_id)``; the row of a tile
+in the ``(12, 4, n, n)`` tile array of its sim is ``orientation_id * 4 + tile_id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+
+from lensing_core.sky.noise import N_BINS, NOISE_LEVELS
+from lensing_core.sky.tiles import LMAX_TO_NSIDE, N_ORIENTATIONS, N_TILES
+
+if TYPE_CHECKING:
+    from lensing_core._types import FloatArray
+
+N_FACES = N_TILES // N_ORIENTATIONS  # tiles per orientation: equatorial base faces 4..7
+
+CONFIG_NAMES: tuple[str, ...] = tuple(
+    f"lmax_{lmax}_{noise}" for lmax in sorted(LMAX_TO_NSIDE) for noise in NOISE_LEVELS
+)
+
+PARAM_COLUMNS: tuple[str, ...] = (
+    "Omega_m",
+    "sigma_8",
+    "S8",
+    "w",
+    "h",
+    "n_s",
+    "Omega_b",
+    "m_nu",
+)
+ID_COLUMNS: tuple[str, ...] = ("sim_id", "orientation_id", "tile_id", "lmax")
+COLUMNS: tuple[str, ...] = ("kappa", *ID_COLUMNS, "noise_level", *PARAM_COLUMNS)
+
+COLUMN_DESCRIPTIONS: Mapping[str, str] = {
+    "kappa": "convergence tile [tomographic bin, x, y]: one HEALPix base face in its NESTED "
+    "(x, y) pixel layout",
+    "sim_id": "simulation id in the parameter catalog",
+    "orientation_id": "orientation of the sphere, 0..2 (see the orientation scheme)",
+    "tile_id": "equatorial base face 4..7 of the rotated sphere, as 0..3",
+    "lmax": "band limit of the harmonic processing",
+    "noise_level": "shape-noise level: noiseless, des_y3 or lsst_y10",
+    "Omega_m": "total matter density parameter",
+    "sigma_8": "rms linear matter fluctuation in 8 Mpc/h spheres",
+    "S8": "sigma_8 sqrt(Omega_m / 0.3)",
+    "w": "dark-energy equation of state",
+    "h": "reduced Hubble constant, H0 / (100 km/s/Mpc)",
+    "n_s": "scalar spectral index",
+    "Omega_b": "baryon density parameter",
+    "m_nu": "sum of neutrino masses in eV",
+}
+
+DATA_DIR_NAME = "data"
+SHARD_GLOB = "train-*.parquet"
+MANIFEST_NAME = "shards.json"
+SPLIT = "train"
+CONTENT_HASH_VERSION = "lensing-tile-rows/v1"
+
+#: Value type of every column (``kappa``: of its elements; its shape is :func:`tile_shape`).
+COLUMN_DTYPES: Mapping[str, str] = {
+    "kappa": "float32",
+    **dict.fromkeys(ID_COLUMNS, "int32"),
+    "noise_level": "string",
+    **dict.fromkeys(PARAM_COLUMNS, "float64"),
+}
+
+_ID_STRUCT = struct.Struct("<4i")  # sim_id, orientation_id, tile_id, lmax
+
+
+def config_name(lmax: int, noise_level: str) -> str:
+    """
+    Name of the configuration of one (lmax, noise level).
+
+    Raises
+    ------
+    ValueError
+        For an lmax not in :data:`~lensing_core.sky.tiles.LMAX_TO_NSIDE` or an unknown noise
+        level.
+
+    Examples
+    --------
+    >>> config_name(600, "des_y3")
+    'lmax_600_des_y3'
+    """
+    if lmax not in LMAX_TO_NSIDE:
+        msg = f"unknown lmax {lmax!r}; expected one of {sorted(LMAX_TO_NSIDE)}"
+        raise ValueError(msg)
+    if noise_level not in NOISE_LEVELS:
+        msg = f"unknown noise level {noise_level!r}; expected one of {NOISE_LEVELS}"
+        raise ValueError(msg)
+    return f"lmax_{lmax}_{noise_level}"
+
+
+def parse_config_name(name: str) -> tuple[int, str]:
+    """
+    ``(lmax, noise_level)`` of a configuration name; the inverse of :func:`config_name`.
+
+    Examples
+    --------
+    >>> parse_config_name("lmax_200_lsst_y10")
+    (200, 'lsst_y10')
+    """
+    prefix, _, rest = name.partition("_")
+    lmax_text, _, noise = rest.partition("_")
+    if prefix != "lmax" or not lmax_text.isdigit() or name not in CONFIG_NAMES:
+        msg = f"unknown configuration {name!r}; expected one of {CONFIG_NAMES}"
+        raise ValueError(msg)
+    return int(lmax_text), noise
+
+
+def tile_shape(lmax: int) -> tuple[int, int, int]:
+    """Shape ``(4, n, n)`` of ``kappa`` at band limit *lmax* (``n = LMAX_TO_NSIDE[lmax]``)."""
+    if lmax not in LMAX_TO_NSIDE:
+        msg = f"unknown lmax {lmax!r}; expected one of {sorted(LMAX_TO_NSIDE)}"
+        raise ValueError(msg)
+    n = LMAX_TO_NSIDE[lmax]
+    return (N_BINS, n, n)
+
+
+def features(lmax: int) -> datasets.Features:
+    """The ``datasets`` features of a configuration at band limit *lmax*, in column order."""
+    columns: dict[str, Any] = {
+        name: datasets.Value(dtype) for name, dtype in COLUMN_DTYPES.items() if name != "kappa"
+    }
+    kappa = datasets.Array3D(shape=tile_shape(lmax), dtype=COLUMN_DTYPES["kappa"])
+    return datasets.Features({"kappa": kappa, **columns})
+
+
+def arrow_schema(lmax: int) -> pa.Schema:
+    """
+    Arrow schema of the shards at band limit *lmax*.
+
+    Returns
+    -------
+        ``features(lmax).arrow_schema``: ``kappa`` as the ``Array3D`` extension type and the
+        ``huggingface`` features record in the schema metadata.
+    """
+    return features(lmax).arrow_schema
+
+
+def shard_file_name(index: int, count: int) -> str:
+    """
+    File name of shard *index* of *count* (Hugging Face Hub convention).
+
+    Examples
+    --------
+    >>> shard_file_name(0, 3)
+    'train-00000-of-00003.parquet'
+    """
+    if not 0 <= index < count:
+        msg = f"shard index {index} outside 0..{count - 1}"
+        raise ValueError(msg)
+    return f"{SPLIT}-{index:05d}-of-{count:05d}.parquet"
+
+
+def new_row_hash(lmax: int, noise_level: str) -> hashlib._Hash:
+    """
+    A sha256 primed with :data:`CONTENT_HASH_VERSION`, the configuration and its columns.
+
+    The column signature is spelled out here (names, value types, the tile shape) rather than
+    taken from a library's repr, so the hash does not change with the ``datasets`` version.
+    """
+    shape = ",".join(map(str, tile_shape(lmax)))
+    signature = ";".join(
+        f"{name}:{dtype}[{shape}]" if name == "kappa" else f"{name}:{dtype}"
+        for name, dtype in COLUMN_DTYPES.items()
+    )
+    h = hashlib.sha256()
+    h.update(f"{CONTENT_HASH_VERSION}\n{config_name(lmax, noise_level)}\n{signature}\n".encode())
+    return h
+
+
+def update_row_hash(
+    h: hashlib._Hash,
+    kappa: FloatArray,
+    ids: np.ndarray,
+    noise_level: str,
+    params: np.ndarray,
+) -> None:
+    """
+    Feed rows, in order, into *h* in the canonical encoding of the content hash.
+
+    Parameters
+    ----------
+    h
+        Hash being built (see :func:`new_row_hash`).
+    kappa
+        Tiles of the rows, ``(rows, 4, n, n)`` float32.
+    ids
+        ``(rows, 4)`` integers: sim_id, orientation_id, tile_id, lmax.
+    noise_level
+        Noise level of every row.
+    params
+        ``(rows, 8)`` float64 in :data:`PARAM_COLUMNS` order.
+
+    Notes
+    -----
+    Per row: the 4 ids as little-endian int32, the utf-8 noise level preceded by its length
+    (int32), the 8 parameters as little-endian float64, then ``kappa`` as little-endian float32
+    in C order. The hash therefore depends on the rows and their order only: not on the
+    parquet encoding, the pyarrow version or where the shard boundaries fall.
+    """
+    level = noise_level.encode()
+    level_bytes = struct.pack("<i", len(level)) + level
+    kappa_le = np.ascontiguousarray(kappa, dtype="<f4")
+    ids_le = np.asarray(ids, dtype=np.int64)
+    params_le = np.asarray(params, dtype="<f8")
+    for row in range(kappa_le.shape[0]):
+        h.update(_ID_STRUCT.pack(*ids_le[row].tolist()))
+        h.update(level_bytes)
+        h.update(params_le[row].tobytes())
+        h.update(memoryview(kappa_le[row]).cast("B"))

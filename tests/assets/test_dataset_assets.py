@@ -1,0 +1,63 @@
+"""Shards and the HF dataset revision through Dagster, from real tile partitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from lensing_assets.defs.dataset import hf_dataset, tile_shards
+from lensing_assets.defs.kappa import kappa_maps
+from lensing_assets.defs.resources import HfHubResource
+from lensing_assets.defs.tiles import tiles
+from lensing_core.dataset.hf import load_local_config
+from lensing_core.sims.catalog import synthetic_catalog
+
+SIMS = (108, 109)
+
+
+def _ok(asset: dg.AssetsDefinition, key: str | None, resources: dict) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(
+        [asset], partition_key=key, resources=resources, instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    return result
+
+
+@pytest.mark.slow
+def test_shards_and_revision_from_tiles(
+    data_root: Path, test_resources: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sims' tiles -> shards of two configurations -> a revision load_dataset reads."""
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_never_written")
+    resources = {**test_resources, "hf_hub": HfHubResource()}  # no repo id: no push
+    for sim in SIMS:
+        _ok(kappa_maps, str(sim), resources)
+        _ok(tiles, f"{sim}|200", resources)
+    reports = {}
+    for noise in ("noiseless", "des_y3"):
+        result = _ok(tile_shards, f"200|{noise}", resources)
+        reports[noise] = result.asset_materializations_for_node("tile_shards")[0].metadata
+    meta = reports["des_y3"]
+    assert meta["rows"].value == 12 * len(SIMS)
+    assert meta["sims_included"].value == list(SIMS)
+    assert 791 - len(SIMS) == meta["n_sims_skipped"].value  # the other sims have no tiles
+
+    revision = _ok(hf_dataset, None, resources).asset_materializations_for_node("hf_dataset")[0]
+    info = revision.metadata
+    assert info["configs"].value == {"lmax_200_des_y3": 24, "lmax_200_noiseless": 24}
+    assert info["push"].value["pushed"] is False
+    assert len(info["revision_id"].value) >= 12
+
+    ds = load_local_config(data_root / "hf_dataset", "lmax_200_des_y3").with_format("numpy")
+    kappa = ds[:]["kappa"]
+    assert kappa.shape == (24, 4, 128, 128)
+    assert kappa.dtype == np.float32
+    catalog = synthetic_catalog(110)
+    np.testing.assert_allclose(ds[:]["S8"][:12], catalog[108]["S8"], rtol=1e-6)
+    for path in (data_root / "hf_dataset").rglob("*"):
+        if path.is_file():
+            assert b"hf_secret_token_never_written" not in path.read_bytes()
+    assert "hf_secret_token_never_written" not in str(info)
