@@ -8,11 +8,14 @@ write_npz
     Write arrays and a JSON metadata record to an ``.npz`` file atomically.
 read_npz
     Read an ``.npz`` written by :func:`write_npz` (or a plain one) with clear errors.
+file_sha256
+    Content hash of a file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import uuid
@@ -115,3 +118,12 @@ def read_npz(
         msg = f"{what}: {path} is truncated or corrupt ({err})"
         raise ValueError(msg) from None
     return arrays, metadata
+
+
+def file_sha256(path: Path, *, chunk_bytes: int = 1 << 24) -> str:
+    """Hex SHA-256 of a file's content, read in chunks of *chunk_bytes*."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -70,12 +70,13 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from lensing_core.dataset import schema
+from lensing_core.dataset.schema import KAPPA_COLUMN
 from lensing_core.sims.catalog import PARAM_NAMES
 
 logger = logging.getLogger(__name__)
 
-KAPPA_COLUMN = "kappa"
-ID_COLUMNS: tuple[str, ...] = ("sim_id", "orientation_id", "tile_id", "lmax", "noise_level")
+ID_COLUMNS: tuple[str, ...] = (*schema.ID_COLUMNS, "noise_level")
 _CACHE_FORMAT = 1  # bump when the cache file layout changes
 
 PathLike = str | os.PathLike[str]

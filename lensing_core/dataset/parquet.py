@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -76,7 +75,7 @@ from lensing_core.dataset.schema import (
     tile_shape,
     update_row_hash,
 )
-from lensing_core.io import InputMissingError
+from lensing_core.io import InputMissingError, file_sha256
 from lensing_core.sky.tiles import N_ORIENTATIONS, N_TILES
 from lensing_core.storage import DataRoot
 
@@ -743,16 +742,10 @@ def _name_shards(parts: list[tuple[Path, int]], out_dir: Path) -> list[ShardFile
     for index, (part, rows) in enumerate(parts):
         named = part.with_name(shard_file_name(index, len(parts)))
         part.rename(named)
-        shards.append(ShardFile(out_dir / named.name, rows, named.stat().st_size, _sha256(named)))
+        shards.append(
+            ShardFile(out_dir / named.name, rows, named.stat().st_size, file_sha256(named))
+        )
     return shards
-
-
-def _sha256(path: Path, chunk_bytes: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_json(path: Path, record: Mapping[str, Any]) -> None:

@@ -66,6 +66,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
+from lensing_core.sims.catalog import PARAM_KEYS
 from lensing_core.sky.noise import N_BINS, NOISE_LEVELS
 from lensing_core.sky.tiles import LMAX_TO_NSIDE, N_ORIENTATIONS, N_TILES
 
@@ -78,18 +79,11 @@ CONFIG_NAMES: tuple[str, ...] = tuple(
     f"lmax_{lmax}_{noise}" for lmax in sorted(LMAX_TO_NSIDE) for noise in NOISE_LEVELS
 )
 
-PARAM_COLUMNS: tuple[str, ...] = (
-    "Omega_m",
-    "sigma_8",
-    "S8",
-    "w",
-    "h",
-    "n_s",
-    "Omega_b",
-    "m_nu",
-)
+# Every catalog parameter but Omega_bh2 (Omega_b and h carry it), in the catalog's order.
+PARAM_COLUMNS: tuple[str, ...] = tuple(k for k in PARAM_KEYS if k != "Omega_bh2")
 ID_COLUMNS: tuple[str, ...] = ("sim_id", "orientation_id", "tile_id", "lmax")
-COLUMNS: tuple[str, ...] = ("kappa", *ID_COLUMNS, "noise_level", *PARAM_COLUMNS)
+KAPPA_COLUMN = "kappa"
+COLUMNS: tuple[str, ...] = (KAPPA_COLUMN, *ID_COLUMNS, "noise_level", *PARAM_COLUMNS)
 
 COLUMN_DESCRIPTIONS: Mapping[str, str] = {
     "kappa": "convergence tile [tomographic bin, x, y]: one HEALPix base face in its NESTED "

@@ -11,16 +11,10 @@ KappaNpzSource
     Existing ``sim00001/kappa_maps.npz`` files (keys ``kappa_bin0..3``).
 GowerStreetSource
     Born ray tracing of Gower Street light-cone shells, ``sim00001/run.NNNNN.lightcone.npy``.
-
-Functions
----------
-file_sha256
-    Content hash of a file, for provenance.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,20 +22,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from lensing_core._types import FloatArray
-from lensing_core.io import InputMissingError, read_npz
+from lensing_core.io import InputMissingError, file_sha256, read_npz
 from lensing_core.sims.catalog import SimCatalog
 from lensing_core.storage import KAPPA_KEYS, kappa_maps_from_arrays
 
 SYNTHETIC_SEED_TAG = 7310  # separates the synthetic-map stream from other uses of a sim id
-
-
-def file_sha256(path: Path, *, chunk_bytes: int = 1 << 24) -> str:
-    """Hex SHA-256 of a file's content, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class KappaSource(Protocol):
