@@ -1,0 +1,364 @@
+"""The compressor: a timm backbone + regression head, tiles -> standardised (Omega_m, S8).
+
+The network maps standardised tiles ``(batch, n_bins, n_pix, n_pix)`` to ``n_summaries``
+numbers trained by MSE to equal the standardised parameters, so its outputs are both the
+summaries the NPE conditions on and point estimates of theta. The config and the
+normalisation statistics are hyper-parameters of the checkpoint: a checkpoint alone is enough
+to compress raw tiles (:func:`load_compressor`, :meth:`CompressorModule.compress`).
+
+Functions
+---------
+build_backbone
+    ``timm.create_model(..., num_classes=0)`` followed by ``Linear -> GELU -> Linear``.
+augment_tiles
+    Random quarter turns and flips per tile (the symmetries of a square tile), optional
+    circular rolls.
+lr_factor
+    Learning-rate multiplier: linear warmup, then step decay.
+load_compressor
+    A :class:`CompressorModule` from a checkpoint, with clear errors.
+
+Classes
+-------
+CompressorModule
+    The ``LightningModule``: loss, augmentation, optimiser, ``compress``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lensing_core.dataset.normalization import NormStats
+from lensing_core.inference.config import CompressorConfig
+
+logger = logging.getLogger(__name__)
+
+#: Checkpoint hyper-parameter keys that :func:`load_compressor` needs.
+HPARAM_KEYS: tuple[str, ...] = ("config", "norm_stats", "in_chans")
+
+
+def build_backbone(cfg: CompressorConfig, in_chans: int = 4) -> nn.Sequential:
+    """
+    Backbone and regression head, randomly initialised (never downloads weights).
+
+    Parameters
+    ----------
+    cfg
+        Uses ``backbone``, ``head_hidden`` and ``n_summaries``.
+    in_chans
+        Input channels: tomographic bins.
+
+    Returns
+    -------
+        ``Sequential(backbone=..., head=...)``: ``(batch, in_chans, n_pix, n_pix) ->
+        (batch, num_features) -> (batch, n_summaries)``.
+    """
+    import timm  # imports torchvision: slow, so only when a network is built
+
+    try:
+        backbone = timm.create_model(
+            cfg.backbone, pretrained=False, in_chans=in_chans, num_classes=0
+        )
+    except RuntimeError as err:  # timm's "Unknown model (...)"
+        raise ValueError(f"cannot build timm backbone {cfg.backbone!r}: {err}") from None
+    head = nn.Sequential(
+        nn.Linear(backbone.num_features, cfg.head_hidden),
+        nn.GELU(),
+        nn.Linear(cfg.head_hidden, cfg.n_summaries),
+    )
+    return nn.Sequential(OrderedDict(backbone=backbone, head=head))
+
+
+def augment_tiles(
+    tiles: torch.Tensor, *, rolls: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """
+    Each tile independently transformed by a random symmetry of the square.
+
+    Parameters
+    ----------
+    tiles
+        Shape ``(batch, n_bins, n_pix, n_pix)``, any device; all bins of a tile get the same
+        transformation.
+    rolls
+        Also roll each tile circularly by random offsets along both pixel axes.
+    generator
+        CPU generator for the random choices (the global CPU generator if not given); the
+        choices are drawn on the CPU and moved to the tiles' device.
+
+    Returns
+    -------
+        A new tensor of the same shape: ``rot90(k)`` with ``k`` uniform in 0..3, after a
+        left-right flip with probability 1/2 (together the 8 elements of the dihedral group),
+        then the rolls.
+    """
+    if tiles.ndim != 4 or tiles.shape[-1] != tiles.shape[-2]:
+        raise ValueError(f"expected square tiles (batch, n_bins, n, n), got {tuple(tiles.shape)}")
+    n_batch, n_pix, device = tiles.shape[0], tiles.shape[-1], tiles.device
+    turns = torch.randint(0, 4, (n_batch,), generator=generator)
+    flip = torch.rand(n_batch, generator=generator) < 0.5
+    out = torch.where(flip.to(device)[:, None, None, None], tiles.flip(-1), tiles)
+    for k in (1, 2, 3):
+        sel = torch.nonzero(turns == k).squeeze(1).to(device)
+        if len(sel):
+            out[sel] = torch.rot90(out[sel], k, dims=(-2, -1))
+    if rolls:
+        # torch.roll takes one shift for the whole tensor: gather with per-tile shifted indices
+        shift = torch.randint(0, n_pix, (n_batch, 2), generator=generator).to(device)
+        pix = torch.arange(n_pix, device=device)
+        rows = (pix[None, :] - shift[:, :1]) % n_pix  # (batch, n_pix)
+        cols = (pix[None, :] - shift[:, 1:]) % n_pix
+        out = out.gather(-2, rows[:, None, :, None].expand_as(out))
+        out = out.gather(-1, cols[:, None, None, :].expand_as(out))
+    return out
+
+
+def lr_factor(step: int, *, warmup_steps: int, decay_every_steps: int, gamma: float) -> float:
+    """
+    Multiplier of the peak learning rate at optimiser step *step* (0-based).
+
+    ``(step + 1) / warmup_steps`` during the warmup, then
+    ``gamma ** ((step - warmup_steps) // decay_every_steps)``.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return gamma ** ((step - warmup_steps) // max(1, decay_every_steps))
+
+
+class CompressorModule(L.LightningModule):
+    """
+    Lightning module of the compressor.
+
+    Parameters
+    ----------
+    config
+        The run's :class:`CompressorConfig` (or its dict, as stored in a checkpoint).
+    norm_stats
+        Statistics of the compressor-train split (or their dict); ``n_bins`` must equal
+        *in_chans* and ``n_params`` must equal ``config.n_summaries``.
+    in_chans
+        Tile channels (tomographic bins).
+    steps_per_epoch
+        Optimiser steps per epoch, to turn the schedule's epochs into steps.
+
+    Notes
+    -----
+    Training loss: MSE between the network output and the standardised parameters plus
+    Gaussian noise of std ``config.target_noise_std``, on tiles standardised and augmented
+    by :func:`augment_tiles`. Validation loss (``val_loss``): the same without noise or
+    augmentation. Weight decay applies to weights of rank >= 2 only, not to biases and
+    normalisation parameters.
+    """
+
+    def __init__(
+        self,
+        config: CompressorConfig | Mapping[str, Any],
+        norm_stats: NormStats | Mapping[str, Any],
+        *,
+        in_chans: int = 4,
+        steps_per_epoch: int = 1,
+    ) -> None:
+        super().__init__()
+        cfg = config if isinstance(config, CompressorConfig) else CompressorConfig.from_dict(config)
+        stats = norm_stats if isinstance(norm_stats, NormStats) else NormStats.from_dict(norm_stats)
+        if stats.n_bins != in_chans:
+            msg = (
+                f"norm stats are for {stats.n_bins} bins but the compressor takes {in_chans} "
+                "input channels"
+            )
+            raise ValueError(msg)
+        if stats.n_params != cfg.n_summaries:
+            msg = (
+                f"norm stats have {stats.n_params} parameters {stats.param_names} but the "
+                f"compressor regresses n_summaries={cfg.n_summaries} outputs onto them"
+            )
+            raise ValueError(msg)
+        self.cfg, self.norm_stats = cfg, stats
+        self.in_chans, self.steps_per_epoch = in_chans, max(1, int(steps_per_epoch))
+        self.save_hyperparameters(
+            {
+                "config": cfg.to_dict(),
+                "norm_stats": stats.to_dict(),
+                "in_chans": in_chans,
+                "steps_per_epoch": self.steps_per_epoch,
+            }
+        )
+        self.net = build_backbone(cfg, in_chans)
+        # not persistent: the hyper-parameters are their one stored copy
+        for name in ("tile_mean", "tile_std", "theta_mean", "theta_std"):
+            values = torch.as_tensor(getattr(stats, name), dtype=torch.float32)
+            self.register_buffer(name, values, persistent=False)
+
+    def forward(self, tiles_norm: torch.Tensor) -> torch.Tensor:
+        """Standardised tiles ``(batch, n_bins, n, n)`` -> outputs ``(batch, n_summaries)``."""
+        return self.net(tiles_norm)
+
+    def normalize(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Standardise raw tiles with the stored per-bin statistics."""
+        return (tiles - self.tile_mean[:, None, None]) / self.tile_std[:, None, None]
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], *, train: bool) -> torch.Tensor:
+        tiles, theta = batch
+        x = self.normalize(tiles.float())
+        y = (theta.float() - self.theta_mean) / self.theta_std  # (batch, n_params)
+        if train:
+            x = augment_tiles(x, rolls=self.cfg.augment_rolls)
+            y = y + self.cfg.target_noise_std * torch.randn_like(y)
+        return F.mse_loss(self(x).float(), y)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
+        """MSE on augmented tiles and noisy standardised targets."""
+        loss = self._step(batch, train=True)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
+        """MSE on plain tiles and exact standardised targets."""
+        loss = self._step(batch, train=False)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        """AdamW and a per-step ``LambdaLR`` of :func:`lr_factor`."""
+        decay = [p for p in self.parameters() if p.ndim >= 2]
+        no_decay = [p for p in self.parameters() if p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.cfg.lr,
+        )
+        warmup = self.cfg.warmup_epochs * self.steps_per_epoch
+        schedule = functools.partial(
+            lr_factor,
+            warmup_steps=max(1, round(warmup)) if warmup > 0 else 0,
+            decay_every_steps=self.cfg.lr_decay_every_epochs * self.steps_per_epoch,
+            gamma=self.cfg.lr_decay_gamma,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @torch.no_grad()
+    def compress(
+        self, tiles: torch.Tensor | npt.NDArray[np.floating], *, batch_size: int = 256
+    ) -> torch.Tensor:
+        """
+        Summaries of raw (unstandardised) tiles, in eval mode.
+
+        Parameters
+        ----------
+        tiles
+            Shape ``(n, n_bins, n_pix, n_pix)``, numpy or torch on any device.
+        batch_size
+            Tiles per forward pass.
+
+        Returns
+        -------
+            float32 tensor ``(n, n_summaries)`` on the module's device: standardised
+            estimates of ``norm_stats.param_names``. Computed under ``no_grad`` (not
+            ``inference_mode``), so they can feed a network that is being trained.
+        """
+        if tiles.ndim != 4 or tiles.shape[1] != self.in_chans:
+            msg = f"expected tiles (n, {self.in_chans}, n_pix, n_pix), got {tuple(tiles.shape)}"
+            raise ValueError(msg)
+        was_training = self.training
+        self.eval()
+        try:
+            out = []
+            for first in range(0, tiles.shape[0], batch_size):
+                chunk = torch.as_tensor(np.asarray(tiles[first : first + batch_size]))
+                if isinstance(tiles, torch.Tensor):
+                    chunk = tiles[first : first + batch_size]
+                x = self.normalize(chunk.to(self.device, torch.float32))
+                out.append(self(x).float())  # (chunk, n_bins, n, n) -> (chunk, n_summaries)
+            if not out:
+                return torch.empty(0, self.cfg.n_summaries, device=self.device)
+            return torch.cat(out)
+        finally:
+            self.train(was_training)
+
+    def predict_theta(
+        self, tiles: torch.Tensor | npt.NDArray[np.floating], *, batch_size: int = 256
+    ) -> npt.NDArray[np.float64]:
+        """Point estimates of the parameters in physical units, ``(n, n_params)`` numpy."""
+        summaries = self.compress(tiles, batch_size=batch_size).cpu().numpy().astype(np.float64)
+        return summaries * self.norm_stats.theta_std + self.norm_stats.theta_mean
+
+
+def read_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """
+    The dict of a Lightning checkpoint, loaded with ``weights_only=True``.
+
+    Raises
+    ------
+    FileNotFoundError
+        *path* does not exist.
+    ValueError
+        The file is truncated, corrupt or not a compressor checkpoint (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"compressor checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+        msg = f"compressor checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err})"
+        raise ValueError(msg) from None
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hparams, Mapping) or "state_dict" not in ckpt:
+        raise ValueError(f"{path} is not a compressor checkpoint (no state_dict/hyper_parameters)")
+    missing = [key for key in HPARAM_KEYS if key not in hparams]
+    if missing:
+        raise ValueError(f"{path} is not a compressor checkpoint: hyper-parameters lack {missing}")
+    return ckpt
+
+
+def load_compressor(
+    ckpt_path: Path, *, map_location: str | torch.device = "cpu"
+) -> CompressorModule:
+    """
+    A trained compressor from its checkpoint alone, in eval mode.
+
+    Parameters
+    ----------
+    ckpt_path
+        ``best.ckpt`` (or ``last.ckpt``) written by
+        :func:`lensing_core.inference.training.fit_compressor`.
+    map_location
+        Device for the weights.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        The file is corrupt, or its config, statistics or weights do not fit together or
+        with this code (the message names the file).
+    """
+    ckpt = read_checkpoint(ckpt_path, map_location=map_location)
+    hp = ckpt["hyper_parameters"]
+    try:
+        module = CompressorModule(
+            hp["config"],
+            hp["norm_stats"],
+            in_chans=int(hp["in_chans"]),
+            steps_per_epoch=int(hp.get("steps_per_epoch", 1)),
+        )
+        module.load_state_dict(ckpt["state_dict"])
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise ValueError(f"compressor checkpoint {ckpt_path} is incompatible: {err}") from None
+    return module.to(map_location).eval()
