@@ -1,11 +1,20 @@
-"""Inference: a CNN compressor of tiles, a Gaussian neural posterior, and the figure of merit.
+"""Inference: the field-level compressor, the Gaussian NPE and the figure of merit.
 
 Modules
 -------
+config
+    ``CompressorConfig`` (frozen dataclass, real defaults, unknown keys an error) and the
+    precision choice.
+compressor
+    timm backbone + regression head as a ``LightningModule``; tile augmentation; loading a
+    checkpoint with clear errors.
+training
+    ``fit_compressor`` (Lightning ``Trainer``, atomic best/last checkpoints, resume,
+    ``norm_stats.json``, ``split.json``, ``result.json``) and ``evaluate_r2``.
 npe
-    ``NPEConfig``, ``GaussianNPE`` (mean + Cholesky head), ``fit_npe`` with on-the-fly
-    summaries and early stopping, ``save_npe`` / ``load_npe``.
+    Gaussian NPE on the compressor's summaries.
 fom
-    FoM = 1/sqrt(det Cov), physical units, calibration (ellipse coverage), the
-    ``fom_result.json`` record.
+    Figure of merit and calibration.
+
+Importing this package imports nothing heavy; import the modules you need.
 """

@@ -280,9 +280,10 @@ class CompressorModule(L.LightningModule):
         try:
             out = []
             for first in range(0, tiles.shape[0], batch_size):
-                chunk = torch.as_tensor(np.asarray(tiles[first : first + batch_size]))
-                if isinstance(tiles, torch.Tensor):
-                    chunk = tiles[first : first + batch_size]
+                chunk = tiles[first : first + batch_size]
+                if not isinstance(chunk, torch.Tensor):
+                    # a copy: table tiles are read-only views that torch will not wrap
+                    chunk = torch.from_numpy(np.array(chunk, dtype=np.float32))
                 x = self.normalize(chunk.to(self.device, torch.float32))
                 out.append(self(x).float())  # (chunk, n_bins, n, n) -> (chunk, n_summaries)
             if not out:
