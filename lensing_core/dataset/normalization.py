@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from lensing_core.io import atomic_path
+from lensing_core.io import InputMissingError, atomic_path
 from lensing_core.sims.catalog import PARAM_NAMES
 
 if TYPE_CHECKING:
@@ -222,14 +222,14 @@ def load_norm_stats(path: Path) -> NormStats:
 
     Raises
     ------
-    FileNotFoundError
-        *path* does not exist.
+    InputMissingError
+        *path* does not exist (a ``FileNotFoundError``).
     ValueError
         The file is not valid normalisation statistics (the message names it).
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"normalisation statistics {path} do not exist")
+        raise InputMissingError(f"normalisation statistics {path} do not exist")
     try:
         return NormStats.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError, KeyError, AttributeError) as err:
@@ -243,7 +243,7 @@ def _like(values: np.ndarray, ref: ArrayT) -> ArrayT:
     import torch
 
     dtype = ref.dtype if ref.is_floating_point() else torch.float32
-    return torch.as_tensor(values, dtype=dtype, device=ref.device)
+    return torch.tensor(values.tolist(), dtype=dtype, device=ref.device)  # values are read-only
 
 
 def normalize_tiles(tiles: ArrayT, stats: NormStats) -> ArrayT:
@@ -267,7 +267,9 @@ def normalize_tiles(tiles: ArrayT, stats: NormStats) -> ArrayT:
 
 def _check_theta(theta: Any, stats: NormStats) -> None:
     if theta.shape[-1:] != (stats.n_params,):
-        msg = f"expected theta (..., {stats.n_params}) {stats.param_names}, got {tuple(theta.shape)}"
+        msg = (
+            f"expected theta (..., {stats.n_params}) {stats.param_names}, got {tuple(theta.shape)}"
+        )
         raise ValueError(msg)
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lensing_core.io import atomic_path
+from lensing_core.io import InputMissingError, atomic_path
 from lensing_core.sims.catalog import FIDUCIAL_SIM_ID
 
 logger = logging.getLogger(__name__)
@@ -237,7 +237,9 @@ def make_split(
         )
         raise ValueError(msg)
     if not is_fiducial.any():
-        logger.warning("no tile of the fiducial sim %d among %d rows", fiducial_sim_id, len(sim_ids))
+        logger.warning(
+            "no tile of the fiducial sim %d among %d rows", fiducial_sim_id, len(sim_ids)
+        )
     order = np.random.default_rng(seed).permutation(pool)
     n_train, n_npe, _ = _sizes(len(pool), fractions)
     return Split(
@@ -283,14 +285,14 @@ def load_split(path: Path) -> Split:
 
     Raises
     ------
-    FileNotFoundError
-        *path* does not exist.
+    InputMissingError
+        *path* does not exist (a ``FileNotFoundError``).
     ValueError
         It is not a valid split file (the message names the file).
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"split file {path} does not exist")
+        raise InputMissingError(f"split file {path} does not exist")
     try:
         return Split.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError, KeyError, AttributeError) as err:

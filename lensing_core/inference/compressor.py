@@ -33,15 +33,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning as L
+import lightning as L  # noqa: N812 (Lightning's own convention)
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
-from torch.nn import functional as F
+from torch.nn import functional as F  # noqa: N812 (torch's convention)
 
 from lensing_core.dataset.normalization import NormStats
 from lensing_core.inference.config import CompressorConfig
+from lensing_core.io import InputMissingError
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class CompressorModule(L.LightningModule):
         self.net = build_backbone(cfg, in_chans)
         # not persistent: the hyper-parameters are their one stored copy
         for name in ("tile_mean", "tile_std", "theta_mean", "theta_std"):
-            values = torch.as_tensor(getattr(stats, name), dtype=torch.float32)
+            values = torch.tensor(getattr(stats, name).tolist(), dtype=torch.float32)
             self.register_buffer(name, values, persistent=False)
 
     def forward(self, tiles_norm: torch.Tensor) -> torch.Tensor:
@@ -250,7 +251,10 @@ class CompressorModule(L.LightningModule):
             gamma=self.cfg.lr_decay_gamma,
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     @torch.no_grad()
     def compress(
@@ -300,22 +304,34 @@ class CompressorModule(L.LightningModule):
         return summaries * self.norm_stats.theta_std + self.norm_stats.theta_mean
 
 
-def read_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def read_checkpoint(
+    path: Path, *, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict[str, Any]:
     """
     The dict of a Lightning checkpoint, loaded with ``weights_only=True``.
 
+    Parameters
+    ----------
+    path
+        The checkpoint file.
+    map_location
+        Device of the tensors.
+    mmap
+        Memory-map the tensors instead of reading them (to look at the hyper-parameters of
+        a large checkpoint cheaply).
+
     Raises
     ------
-    FileNotFoundError
-        *path* does not exist.
+    InputMissingError
+        *path* does not exist (a ``FileNotFoundError``).
     ValueError
         The file is truncated, corrupt or not a compressor checkpoint (the message names it).
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"compressor checkpoint {path} does not exist")
+        raise InputMissingError(f"compressor checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
         msg = f"compressor checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err})"
         raise ValueError(msg) from None
@@ -344,8 +360,8 @@ def load_compressor(
 
     Raises
     ------
-    FileNotFoundError
-        The file does not exist.
+    InputMissingError
+        The file does not exist (a ``FileNotFoundError``).
     ValueError
         The file is corrupt, or its config, statistics or weights do not fit together or
         with this code (the message names the file).

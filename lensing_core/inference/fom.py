@@ -89,6 +89,10 @@ def fom_from_cov(cov: Any) -> float | FloatArray:
     5000.0
     """
     cov = _as_covs(cov)
+    if not np.all(np.isfinite(cov)):
+        first = np.argwhere(~np.isfinite(cov))[0, :-2].tolist()
+        msg = f"covariance at index {first} holds non-finite values: not positive definite"
+        raise ValueError(msg)
     det = np.linalg.det(cov)
     bad = ~(np.isfinite(det) & (det > 0))
     if np.any(bad):

@@ -51,7 +51,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from lensing_core.io import InputMissingError, atomic_path
 
@@ -254,7 +253,7 @@ class GaussianNPE(nn.Module):
         h = self.body((summary - self.summary_shift) / self.summary_scale)
         out = self.head(h)  # (*batch, 2 d + d (d - 1) / 2)
         mean = out[..., :d]
-        diag = F.softplus(out[..., d : 2 * d]) + self.min_scale
+        diag = nn.functional.softplus(out[..., d : 2 * d]) + self.min_scale
         scale_tril = torch.diag_embed(diag)  # (*batch, d, d)
         scale_tril[..., self._off_rows, self._off_cols] = out[..., 2 * d :]
         return mean, scale_tril
@@ -456,7 +455,9 @@ def fit_npe(
     init_seed = int(torch.randint(2**62, (1,), generator=generator))
     with torch.random.fork_rng(devices=[]):  # weights from *generator*, global state untouched
         torch.manual_seed(init_seed)
-        probe = make_batch(torch.randperm(n_train, generator=generator)[: cfg.batch_size], generator)
+        probe = make_batch(
+            torch.randperm(n_train, generator=generator)[: cfg.batch_size], generator
+        )
         n_summaries, n_params = probe[0].shape[-1], probe[1].shape[-1]
         model = GaussianNPE.from_config(cfg, n_summaries, n_params)
     probe_s, _ = _checked_batch(probe, min(n_train, cfg.batch_size), model, "make_batch")
