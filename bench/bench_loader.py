@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,24 +40,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' shard builder
+
 from lensing_core.dataset.loader import TileTable, iter_batches, load_tiles
+from tests.fixtures.shards import nested
 
 OUT = Path(__file__).parent / "out"
 N_BINS = 4
-
-
-def _nested(flat: np.ndarray, shape: tuple[int, ...], layout: str) -> pa.Array:
-    """Nested list array over a flat float32 buffer, outermost level = one row per tile."""
-    values: pa.Array = pa.array(flat)
-    n_items = flat.size
-    for size in reversed(shape):
-        n_items //= size
-        if layout == "fixed":
-            values = pa.FixedSizeListArray.from_arrays(values, size)
-        else:
-            offsets = pa.array(np.arange(n_items + 1, dtype=np.int32) * size)
-            values = pa.ListArray.from_arrays(offsets, values)
-    return values
 
 
 def write_shards(
@@ -73,7 +63,7 @@ def write_shards(
         row = np.arange(first, first + rows)
         table = pa.table(
             {
-                "kappa": _nested(kappa.ravel(), (N_BINS, n_pix, n_pix), layout),
+                "kappa": nested(kappa.ravel(), (N_BINS, n_pix, n_pix), layout),
                 "sim_id": row // 12,
                 "orientation_id": (row % 12) // 4,
                 "tile_id": row % 4,

@@ -12,7 +12,6 @@ from matplotlib.figure import Figure
 
 from lensing_core.plotting import figure_to_png_bytes, spectra_figure
 from lensing_core.sims.synthetic import synthetic_kappa
-from lensing_core.sims.theory import des_y3_like_nz
 from lensing_core.sky.harmonics import n_alm, synthesize_rings
 from lensing_core.storage import DataRoot
 from lensing_core.validation import (
@@ -34,11 +33,6 @@ from lensing_core.validation import (
 from tests.fixtures.maps import FIDUCIAL_TEST_PARAMS
 
 NSIDE = 64
-
-
-@pytest.fixture(scope="module")
-def nz() -> tuple[np.ndarray, np.ndarray]:
-    return des_y3_like_nz()
 
 
 @pytest.fixture(scope="module")

@@ -22,25 +22,10 @@ from lensing_core.dataset.loader import (
     load_tiles,
     tile_dataloader,
 )
+from lensing_core.dataset.schema import PARAM_COLUMNS
+from tests.fixtures.shards import nested
 
 N_BINS, N_PIX = 4, 8
-PARAMS = ("Omega_m", "sigma_8", "S8", "w", "h", "n_s", "Omega_b", "m_nu")
-
-
-def nested(flat: np.ndarray, shape: tuple[int, ...], layout: str) -> pa.Array:
-    """Nested list array over a flat buffer: fixed_size_list, list or large_list levels."""
-    values: pa.Array = pa.array(flat)
-    n_items = flat.size
-    for size in reversed(shape):
-        n_items //= size
-        if layout == "fixed":
-            values = pa.FixedSizeListArray.from_arrays(values, size)
-        else:
-            cls, dtype = (
-                (pa.LargeListArray, np.int64) if layout == "large" else (pa.ListArray, np.int32)
-            )
-            values = cls.from_arrays(pa.array(np.arange(n_items + 1, dtype=dtype) * size), values)
-    return values
 
 
 def shard_table(kappa: pa.Array, first_sim: int, rng: np.random.Generator) -> pa.Table:
@@ -53,7 +38,7 @@ def shard_table(kappa: pa.Array, first_sim: int, rng: np.random.Generator) -> pa
             "tile_id": np.arange(rows) % 4,
             "lmax": np.full(rows, 600),
             "noise_level": ["des_y3"] * rows,
-            **{p: rng.random(rows) for p in PARAMS},
+            **{p: rng.random(rows) for p in PARAM_COLUMNS},
         }
     )
 

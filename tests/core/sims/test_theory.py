@@ -21,12 +21,6 @@ LMAX = 1500
 
 
 @pytest.fixture(scope="module")
-def nz() -> tuple[np.ndarray, np.ndarray]:
-    """Return the default stand-in n(z)."""
-    return des_y3_like_nz()
-
-
-@pytest.fixture(scope="module")
 def fiducial_cls(nz: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Return the fiducial convergence spectra up to LMAX."""
     from tests.fixtures.maps import FIDUCIAL_TEST_PARAMS
