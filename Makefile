@@ -18,7 +18,8 @@ test: install
 	. ./env.sh && python -m pytest
 
 demo: install
-	. ./env.sh && LENSING_SUITE=$${LENSING_SUITE:-demo} LENSING_NSIDE=$${LENSING_NSIDE:-512} python -m lensing_assets.demo
+	. ./env.sh && LENSING_SUITE=$${LENSING_SUITE:-demo} LENSING_NSIDE=$${LENSING_NSIDE:-256} \
+	  LENSING_TRAINING_PRESET=$${LENSING_TRAINING_PRESET:-cpu_demo} python -m lensing_assets.demo
 
 bench: install
 	. ./env.sh && python bench/bench_tiles.py

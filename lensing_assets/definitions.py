@@ -4,15 +4,33 @@ import dagster as dg
 
 from lensing_assets.defs.checks import kappa_map_checks
 from lensing_assets.defs.dataset import hf_dataset, tile_shards
-from lensing_assets.defs.jobs import hf_dataset_job, kappa_job, shards_job, tiles_job
+from lensing_assets.defs.jobs import (
+    compressor_job,
+    fom_report_job,
+    hf_dataset_job,
+    kappa_job,
+    npe_job,
+    shards_job,
+    tiles_job,
+)
 from lensing_assets.defs.kappa import kappa_maps
+from lensing_assets.defs.models import compressor_model, npe_model
 from lensing_assets.defs.partitions import SETTINGS
+from lensing_assets.defs.reports import fom_report
 from lensing_assets.defs.resources import resources_from
 from lensing_assets.defs.tiles import tiles
 
 defs = dg.Definitions(
-    assets=[kappa_maps, tiles, tile_shards, hf_dataset],
+    assets=[kappa_maps, tiles, tile_shards, hf_dataset, compressor_model, npe_model, fom_report],
     asset_checks=[kappa_map_checks],
-    jobs=[kappa_job, tiles_job, shards_job, hf_dataset_job],
+    jobs=[
+        kappa_job,
+        tiles_job,
+        shards_job,
+        hf_dataset_job,
+        compressor_job,
+        npe_job,
+        fom_report_job,
+    ],
     resources=resources_from(SETTINGS),
 )

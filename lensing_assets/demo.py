@@ -1,22 +1,38 @@
-"""`make demo`: materialize the main graph for the configured suite into the real instance.
+"""`make demo`: materialize the whole graph for the configured suite into the real instance.
 
 Runs every partition in this process, one after the other, recording each run in the
-instance of ``DAGSTER_HOME`` so that ``dagster dev`` shows the results afterwards. A failed
-partition is reported and the others go on.
+instance of ``DAGSTER_HOME`` so that ``dagster dev`` shows the results afterwards: kappa
+maps, tiles and shards at the requested lmax values, the dataset revision, then compressor,
+NPE and FoM report of the requested configurations (default ``200|des_y3``). A failed
+partition is reported and the others go on. At the end it prints the fiducial FoM with its
+scatter, the prior's FoM, the calibration and the compressor's test R^2, and checks that the
+compressor learned (R^2 of S8 above 0.5, fiducial FoM at least twice the prior's): the exit
+status is 1 if a partition failed or a check did not pass.
 """
 
 import argparse
+import logging
 import sys
 import time
 
 import dagster as dg
 
 from lensing_assets.definitions import defs
-from lensing_assets.defs.partitions import CATALOG, SETTINGS, sim_lmax_partitions_def
+from lensing_assets.defs.partitions import (
+    CATALOG,
+    SETTINGS,
+    config_of,
+    dataset_partitions_def,
+    sim_lmax_partitions_def,
+)
+from lensing_core.inference.fom import read_fom_result
+from lensing_core.inference.pipeline import FOM_RESULT_JSON
 from lensing_core.sky.noise import NOISE_LEVELS
-from lensing_core.sky.tiles import LMAX_TO_NSIDE
+from lensing_core.storage import DataRoot
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+MIN_R2_S8 = 0.5  # the compressor must really learn S8 ...
+MIN_FOM_OVER_PRIOR = 2.0  # ... and the fiducial posterior be clearly tighter than the prior
 
 
 def _say(text: str) -> None:
@@ -34,6 +50,38 @@ def _run(job_name: str, partition_key: str | None, instance: dg.DagsterInstance)
     for failure in result.get_step_failure_events():
         _say(f"    {failure.step_failure_data.error.message.strip()}")
     return result.success
+
+
+def _report(key: str) -> bool:
+    """Print the FoM report of configuration *key*; True if the learning checks pass."""
+    lmax, noise = config_of(key)
+    path = DataRoot(SETTINGS.data_root).npe_dir(lmax, noise) / FOM_RESULT_JSON
+    record = read_fom_result(path)
+    calib, r2 = record["calibration"], record["r2_test"]
+    ratio = record["fom_fiducial_median"] / record["fom_prior"]
+    checks = {
+        f"test R^2 of S8 > {MIN_R2_S8}": r2["S8"] > MIN_R2_S8,
+        f"fiducial FoM > {MIN_FOM_OVER_PRIOR:g} x prior FoM": ratio > MIN_FOM_OVER_PRIOR,
+    }
+    _say(f"FoM report {key}: {path}")
+    _say(f"  figure: {record['figure']}")
+    _say(
+        f"  fiducial FoM (Omega_m, S8): {record['fom_fiducial_median']:.1f} "
+        f"+- {record['fom_fiducial_std']:.1f} (median +- std over its 12 tiles)"
+    )
+    _say(f"  prior FoM: {record['fom_prior']:.1f} (fiducial / prior = {ratio:.1f})")
+    _say(
+        f"  test tiles: FoM {record['fom_test_median']:.1f} "
+        f"[{record['fom_test_lo_16']:.1f}, {record['fom_test_hi_84']:.1f}] (16-84%)"
+    )
+    _say(
+        f"  calibration on {calib['n_test']} test tiles: {calib['coverage_68']:.2f} inside "
+        f"the 68% ellipse, {calib['coverage_95']:.2f} inside the 95% ellipse"
+    )
+    _say("  compressor test R^2: " + ", ".join(f"{p} {v:.3f}" for p, v in r2.items()))
+    for name, ok in checks.items():
+        _say(f"  check {name}: {'pass' if ok else 'FAIL'}")
+    return all(checks.values())
 
 
 def _print_example(instance: dg.DagsterInstance) -> None:
@@ -59,12 +107,29 @@ def _print_example(instance: dg.DagsterInstance) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Materialize kappa maps, then tiles at the requested lmax values, for every sim."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--lmax", type=int, nargs="+", default=list(LMAX_TO_NSIDE))
+    """Materialize the graph: data for the requested lmax values, models for the configs."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--lmax", type=int, nargs="+", default=[200], help="tiles and shards at these lmax"
+    )
     parser.add_argument("--sims", type=int, nargs="+", default=CATALOG.sim_ids)
+    parser.add_argument(
+        "--train",
+        nargs="*",
+        default=["200|des_y3"],
+        metavar="LMAX|NOISE",
+        help="configurations to train and report (none: data only)",
+    )
     args = parser.parse_args(argv)
+    known = set(dataset_partitions_def.get_partition_keys())
+    unknown = [key for key in args.train if key not in known]
+    if unknown:
+        parser.error(f"--train: unknown configurations {unknown}; e.g. 200|des_y3")
     sims = [s for s in CATALOG.sim_ids if s in set(args.sims)]
+    for name in ("lightning.pytorch", "lightning.fabric"):  # its banners, not our results
+        logging.getLogger(name).setLevel(logging.WARNING)
     instance = dg.DagsterInstance.get()
     _say(
         f"lensing demo: {SETTINGS.source} source, {len(sims)} sims "
@@ -84,13 +149,21 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(f"shards {lmax}|{noise}")
     if not _run("hf_dataset_job", None, instance):
         failed.append("hf_dataset")
+    trained = []
+    for key in args.train:
+        jobs = ("compressor_job", "npe_job", "fom_report_job")
+        if all(_run(job, key, instance) for job in jobs):
+            trained.append(key)
+        else:
+            failed.append(f"models {key}")
     _say(
         f"done in {time.perf_counter() - start:.0f} s; tiles under {SETTINGS.data_root / 'tiles'}, "
         f"dataset revision in {SETTINGS.data_root / 'hf_dataset'}"
         + (f"; FAILED: {failed}" if failed else "")
     )
     _print_example(instance)
-    return 1 if failed else 0
+    learned = [_report(key) for key in trained]
+    return 1 if failed or not all(learned) else 0
 
 
 if __name__ == "__main__":

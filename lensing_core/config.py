@@ -6,7 +6,7 @@ configuration, never by editing code:
 =========================  =================================================================
 ``LENSING_DATA_ROOT``      data root (default: ``data/`` in the project checkout)
 ``LENSING_SOURCE``         ``synthetic`` (default), ``kappa_npz``, ``gower_street``
-``LENSING_SUITE``          ``full`` (default), ``demo`` (sims 101-116) or ids like ``1-20,109``
+``LENSING_SUITE``          ``full`` (default), ``demo`` (sims 101-164) or ids like ``1-20,109``
 ``LENSING_NSIDE``          nside of synthetic and ray-traced maps (default 1024)
 ``LENSING_KAPPA_DIR``      ``kappa_npz``: directory holding ``sim00001/kappa_maps.npz``
 ``LENSING_SIMS_DIR``       ``gower_street``: directory holding ``sim00001/run.*.lightcone.npy``
@@ -15,6 +15,10 @@ configuration, never by editing code:
 ``LENSING_NZ_FITS``        ``gower_street``: DES 2pt FITS file with the ``NZ_SOURCE`` n(z)
 ``LENSING_TILE_SCHEME``    ``belts`` (default) or ``legacy``
 ``LENSING_NOISE_CONVENTION``  ``per_component`` (default) or ``legacy``
+``LENSING_TRAINING_PRESET``  compressor settings: ``full`` (default, EfficientNetV2-S) or
+                           ``cpu_demo`` (``test_efficientnet``, minutes on a CPU)
+``LENSING_ACCELERATOR``    where models train: ``auto`` (default: the GPU if there is one),
+                           ``cpu``, ``gpu``
 =========================  =================================================================
 
 Classes
@@ -31,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lensing_core.inference.config import COMPRESSOR_PRESETS
 from lensing_core.sims.catalog import (
     FULL_SUITE_SIZE,
     PARAM_KEYS,
@@ -49,6 +54,7 @@ from lensing_core.sky.noise import NOISE_CONVENTIONS
 from lensing_core.sky.rotations import SCHEMES
 
 SOURCES: tuple[str, ...] = ("synthetic", "kappa_npz", "gower_street")
+ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "gpu")
 
 
 def default_data_root() -> Path:
@@ -85,6 +91,11 @@ class PlatformSettings:
         Tile orientation scheme.
     noise_convention
         Shape-noise convention.
+    training_preset
+        Compressor settings preset, a key of
+        :data:`~lensing_core.inference.config.COMPRESSOR_PRESETS`.
+    accelerator
+        Where models train, one of :data:`ACCELERATORS`.
     """
 
     data_root: Path
@@ -97,6 +108,8 @@ class PlatformSettings:
     nz_fits: Path | None = None
     scheme: str = "belts"
     noise_convention: str = "per_component"
+    training_preset: str = "full"
+    accelerator: str = "auto"
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -110,6 +123,15 @@ class PlatformSettings:
                 f"LENSING_NOISE_CONVENTION={self.noise_convention!r} "
                 f"is not one of {NOISE_CONVENTIONS}"
             )
+            raise ValueError(msg)
+        if self.training_preset not in COMPRESSOR_PRESETS:
+            msg = (
+                f"LENSING_TRAINING_PRESET={self.training_preset!r} is not one of "
+                f"{tuple(COMPRESSOR_PRESETS)}"
+            )
+            raise ValueError(msg)
+        if self.accelerator not in ACCELERATORS:
+            msg = f"LENSING_ACCELERATOR={self.accelerator!r} is not one of {ACCELERATORS}"
             raise ValueError(msg)
         if self.source == "kappa_npz" and self.kappa_dir is None:
             msg = (
@@ -151,6 +173,8 @@ class PlatformSettings:
             nz_fits=path("LENSING_NZ_FITS"),
             scheme=env.get("LENSING_TILE_SCHEME", "belts").strip(),
             noise_convention=env.get("LENSING_NOISE_CONVENTION", "per_component").strip(),
+            training_preset=env.get("LENSING_TRAINING_PRESET", "full").strip(),
+            accelerator=env.get("LENSING_ACCELERATOR", "auto").strip(),
         )
 
     def catalog(self) -> SimCatalog:

@@ -5,6 +5,10 @@ Layout::
     kappa/sim{ID:05d}.npz           kappa_bin0..kappa_bin3 (RING), metadata (JSON), and
                                     alm: their analysis for the tiles (complex64)
     tiles/lmax{L}/sim{ID:05d}.npz   tiles_{noise} arrays (12, 4, n, n), metadata (JSON)
+    models/compressor/lmax{L}_{noise}/   best.ckpt, last.ckpt, norm_stats.json, split.json,
+                                    result.json (see lensing_core.inference.training)
+    models/npe/lmax{L}_{noise}/     npe_best.ckpt, fom_result.json
+    reports/fom/lmax{L}_{noise}.png the FoM figure of one configuration
     .tmp/                           temporaries, renamed into place when complete
 
 Classes
@@ -67,6 +71,18 @@ class DataRoot:
     def tiles_path(self, sim_id: int, lmax: int) -> Path:
         """``tiles/lmax{L}/sim{ID:05d}.npz``."""
         return self.root / "tiles" / f"lmax{lmax}" / f"sim{sim_id:05d}.npz"
+
+    def compressor_dir(self, lmax: int, noise_level: str) -> Path:
+        """``models/compressor/lmax{L}_{noise}``: the compressor of one configuration."""
+        return self.root / "models" / "compressor" / f"lmax{lmax}_{noise_level}"
+
+    def npe_dir(self, lmax: int, noise_level: str) -> Path:
+        """``models/npe/lmax{L}_{noise}``: the NPE and the FoM record of one configuration."""
+        return self.root / "models" / "npe" / f"lmax{lmax}_{noise_level}"
+
+    def fom_figure_path(self, lmax: int, noise_level: str) -> Path:
+        """``reports/fom/lmax{L}_{noise}.png``: the FoM figure of one configuration."""
+        return self.root / "reports" / "fom" / f"lmax{lmax}_{noise_level}.png"
 
     def write_kappa(
         self,

@@ -4,7 +4,7 @@ import warnings
 
 import dagster as dg
 
-from lensing_assets.defs.partitions import LMAX_DIM, lmax_partitions_def
+from lensing_assets.defs.partitions import LMAX_DIM, config_of, dataset_partitions_def
 from lensing_assets.defs.resources import (
     HfHubResource,
     KappaSourceResource,
@@ -14,12 +14,7 @@ from lensing_assets.defs.resources import (
 from lensing_assets.defs.tiles import tiles
 from lensing_core.dataset.hf import push_revision, write_hf_revision
 from lensing_core.dataset.parquet import hf_dataset_dir, write_config_shards
-from lensing_core.sky.noise import NOISE_LEVELS
 
-# Key "600|des_y3" is the configuration lmax_600_des_y3 ("lmax" < "noise" orders the parts).
-dataset_partitions_def = dg.MultiPartitionsDefinition(
-    {"lmax": lmax_partitions_def, "noise": dg.StaticPartitionsDefinition(list(NOISE_LEVELS))}
-)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)  # the mapping is beta in Dagster 1.13
     # shards[600|des_y3] read tiles[s|600] of every sim s
@@ -41,13 +36,13 @@ def tile_shards(
     tiling: TilingResource,
 ) -> dg.MaterializeResult:
     """Parquet shards of one (lmax, noise level) configuration: one row per tile of every sim."""
-    keys = context.partition_key.keys_by_dimension
+    lmax, noise = config_of(context.partition_key)
     catalog = kappa_source.build().catalog
     report = write_config_shards(
         storage.data_root(),
         catalog,
-        int(keys["lmax"]),
-        keys["noise"],
+        lmax,
+        noise,
         catalog.sim_ids,
         scheme=tiling.scheme,
         noise_convention=tiling.noise_convention,

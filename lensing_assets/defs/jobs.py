@@ -1,9 +1,15 @@
-"""Jobs: kappa maps per sim and tiles per sim x lmax (used by `make demo` and the UI)."""
+"""Jobs: one per asset of the main graph (used by `make demo` and the UI).
+
+The training jobs carry the run tag ``lensing/resource=gpu``, which the run queue of
+``dagster.yaml`` lets through one run at a time.
+"""
 
 import dagster as dg
 
 from lensing_assets.defs.dataset import hf_dataset, tile_shards
 from lensing_assets.defs.kappa import kappa_maps
+from lensing_assets.defs.models import GPU_RUN_TAGS, compressor_model, npe_model
+from lensing_assets.defs.reports import fom_report
 from lensing_assets.defs.tiles import tiles
 
 kappa_job = dg.define_asset_job(
@@ -17,4 +23,19 @@ shards_job = dg.define_asset_job(
 )
 hf_dataset_job = dg.define_asset_job(
     "hf_dataset_job", selection=[hf_dataset], description="The local HF dataset revision."
+)
+compressor_job = dg.define_asset_job(
+    "compressor_job",
+    selection=[compressor_model],
+    tags=GPU_RUN_TAGS,
+    description="Train the compressor of one (lmax, noise level) configuration.",
+)
+npe_job = dg.define_asset_job(
+    "npe_job",
+    selection=[npe_model],
+    tags=GPU_RUN_TAGS,
+    description="Train the Gaussian NPE of one configuration.",
+)
+fom_report_job = dg.define_asset_job(
+    "fom_report_job", selection=[fom_report], description="The FoM report of one configuration."
 )

@@ -1,7 +1,8 @@
 """Partition definitions, built once from the configured suite.
 
 The sim x lmax key reads ``SIM|LMAX`` (e.g. ``109|600``): Dagster orders the parts of a
-multi-partition key by dimension *name*, and ``"sim" < "tile_lmax"``.
+multi-partition key by dimension *name*, and ``"sim" < "tile_lmax"``. The configuration key
+of the shards and models reads ``LMAX|NOISE`` (e.g. ``200|des_y3``): ``"lmax" < "noise"``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from lensing_core.config import PlatformSettings
+from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.sky.tiles import LMAX_TO_NSIDE
 
 SETTINGS = PlatformSettings.from_env()
@@ -24,12 +26,30 @@ sim_lmax_partitions_def = dg.MultiPartitionsDefinition(
 )
 
 
-def sim_lmax_of(partition_key: dg.MultiPartitionKey | str) -> tuple[int, int]:
-    """``(sim_id, lmax)`` of a sim x lmax partition key such as ``"109|600"``."""
+def _dims(
+    partitions_def: dg.MultiPartitionsDefinition, partition_key: dg.MultiPartitionKey | str
+) -> dict[str, str]:
     key = (
         partition_key
         if isinstance(partition_key, dg.MultiPartitionKey)
-        else sim_lmax_partitions_def.get_partition_key_from_str(partition_key)
+        else partitions_def.get_partition_key_from_str(partition_key)
     )
-    dims = key.keys_by_dimension
+    return key.keys_by_dimension
+
+
+def sim_lmax_of(partition_key: dg.MultiPartitionKey | str) -> tuple[int, int]:
+    """``(sim_id, lmax)`` of a sim x lmax partition key such as ``"109|600"``."""
+    dims = _dims(sim_lmax_partitions_def, partition_key)
     return int(dims[SIM_DIM]), int(dims[LMAX_DIM])
+
+
+# Key "600|des_y3" is the configuration lmax_600_des_y3.
+dataset_partitions_def = dg.MultiPartitionsDefinition(
+    {"lmax": lmax_partitions_def, "noise": dg.StaticPartitionsDefinition(list(NOISE_LEVELS))}
+)
+
+
+def config_of(partition_key: dg.MultiPartitionKey | str) -> tuple[int, str]:
+    """``(lmax, noise_level)`` of a configuration key such as ``"200|des_y3"``."""
+    dims = _dims(dataset_partitions_def, partition_key)
+    return int(dims["lmax"]), dims["noise"]

@@ -1,4 +1,4 @@
-"""Resources: the data root, the kappa source, the tiling options and the Hub push."""
+"""Resources: the data root, the kappa source, the tiling options, the Hub push, training."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from lensing_core.config import PlatformSettings
+from lensing_core.inference.config import CompressorConfig, compressor_preset
 from lensing_core.sims.sources import KappaSource
 from lensing_core.storage import DataRoot
 
@@ -74,6 +75,26 @@ class HfHubResource(dg.ConfigurableResource):
         return os.environ.get(self.token_env) or None
 
 
+class TrainingResource(dg.ConfigurableResource):
+    """How models train: the compressor preset and the accelerator.
+
+    ``preset`` names :data:`lensing_core.inference.config.COMPRESSOR_PRESETS` (the run config
+    of ``compressor_model`` overrides single fields); ``accelerator`` ``"auto"`` takes the GPU
+    when there is one and the CPU otherwise.
+    """
+
+    preset: str = "full"
+    accelerator: str = "auto"
+
+    def compressor_config(self) -> CompressorConfig:
+        """The preset's compressor settings."""
+        return compressor_preset(self.preset)
+
+    def device(self) -> str:
+        """Torch device name for the NPE and the report: ``auto``, ``cpu`` or ``cuda``."""
+        return "cuda" if self.accelerator == "gpu" else self.accelerator
+
+
 def resources_from(settings: PlatformSettings) -> dict[str, dg.ConfigurableResource]:
     """Resources configured from the platform settings."""
     return {
@@ -91,4 +112,7 @@ def resources_from(settings: PlatformSettings) -> dict[str, dg.ConfigurableResou
             scheme=settings.scheme, noise_convention=settings.noise_convention
         ),
         "hf_hub": HfHubResource(repo_id=os.environ.get("LENSING_HF_REPO_ID") or None),
+        "training": TrainingResource(
+            preset=settings.training_preset, accelerator=settings.accelerator
+        ),
     }

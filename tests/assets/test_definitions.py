@@ -14,7 +14,7 @@ from lensing_core.sims.catalog import synthetic_catalog
 
 
 def test_definitions_load_with_expected_graph() -> None:
-    """Asset keys and dependencies: kappa -> tiles -> shards -> HF dataset."""
+    """Asset keys and dependencies: kappa -> tiles -> shards -> HF dataset and models."""
     graph = defs.resolve_asset_graph()
     parents = {
         key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
@@ -25,9 +25,20 @@ def test_definitions_load_with_expected_graph() -> None:
         "tiles": {"kappa_maps"},
         "tile_shards": {"tiles"},
         "hf_dataset": {"tile_shards"},
+        "compressor_model": {"tile_shards"},
+        "npe_model": {"compressor_model"},
+        "fom_report": {"npe_model"},
     }
     jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert jobs >= {"kappa_job", "tiles_job", "shards_job", "hf_dataset_job"}
+    assert jobs >= {
+        "kappa_job",
+        "tiles_job",
+        "shards_job",
+        "hf_dataset_job",
+        "compressor_job",
+        "npe_job",
+        "fom_report_job",
+    }
 
 
 def test_partitions_follow_the_configured_catalog() -> None:

@@ -14,7 +14,7 @@ from lensing_assets import demo
 
 def test_demo_materializes_into_the_instance(capsys: pytest.CaptureFixture[str]) -> None:
     """Kappa and tiles of sim 109 at lmax 200 land in the data root and the instance."""
-    assert demo.main(["--sims", "109", "--lmax", "200"]) == 0
+    assert demo.main(["--sims", "109", "--lmax", "200", "--train"]) == 0
     out = capsys.readouterr().out
     for job, key in [
         ("kappa_job", "109"),

@@ -192,7 +192,7 @@ def test_demo_suite_contains_the_fiducial() -> None:
     demo = parse_suite("demo")
     assert demo is not None
     assert 109 in demo
-    assert 1 < len(demo) <= 32
+    assert 1 < len(demo) <= 64
     assert demo == sorted(set(demo))
 
 

@@ -23,6 +23,7 @@ def test_defaults_are_the_synthetic_full_suite(tmp_path: Path) -> None:
     settings = PlatformSettings.from_env({"LENSING_DATA_ROOT": str(tmp_path)})
     assert (settings.source, settings.suite, settings.nside) == ("synthetic", "full", 1024)
     assert (settings.scheme, settings.noise_convention) == ("belts", "per_component")
+    assert (settings.training_preset, settings.accelerator) == ("full", "auto")
     assert settings.data_root == tmp_path.resolve()
     assert len(settings.catalog()) == 791
     assert isinstance(settings.kappa_source(), SyntheticSource)
@@ -49,6 +50,8 @@ def test_demo_suite_and_explicit_ids() -> None:
         ({"LENSING_NOISE_CONVENTION": "half"}, "LENSING_NOISE_CONVENTION='half'"),
         ({"LENSING_NSIDE": "big"}, "LENSING_NSIDE='big' is not an integer"),
         ({"LENSING_SUITE": "1-x"}, "suite '1-x'"),
+        ({"LENSING_TRAINING_PRESET": "huge"}, "LENSING_TRAINING_PRESET='huge' is not one of"),
+        ({"LENSING_ACCELERATOR": "tpu"}, "LENSING_ACCELERATOR='tpu' is not one of"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], match: str) -> None:

@@ -1,0 +1,571 @@
+"""One configuration's inference, from its shards to its report: what the model assets call.
+
+A *configuration* is one (lmax, noise level), e.g. ``lmax_200_des_y3``; its tiles are the
+parquet shards under ``hf_dataset/data/lmax_{L}_{noise}``. Three steps, each a function that
+reads what the previous one wrote under the data root (SPEC section 10)::
+
+    train_compressor   shards -> models/compressor/lmax{L}_{noise}/  best.ckpt, last.ckpt,
+                                 norm_stats.json, split.json, result.json
+    train_npe          shards + compressor -> models/npe/lmax{L}_{noise}/npe_best.ckpt
+    fom_report         shards + compressor + NPE -> models/npe/lmax{L}_{noise}/fom_result.json
+                                                    and reports/fom/lmax{L}_{noise}.png
+
+Every file is written atomically; every error names the configuration and the file.
+
+Functions
+---------
+open_config
+    The tiles of one configuration, checked against their manifest.
+train_compressor
+    Split, train (or resume an interrupted training) and evaluate the compressor.
+train_npe
+    Train the Gaussian NPE on augmented tiles compressed on the fly.
+fom_report
+    Fiducial and test posteriors, FoM, calibration, ``fom_result.json`` and the figure.
+resolve_device
+    ``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lensing_core.dataset.loader import TileTable, load_tiles
+from lensing_core.dataset.normalization import NormStats, load_norm_stats, normalize_theta
+from lensing_core.dataset.parquet import ShardReport, config_dir, read_shard_manifest
+from lensing_core.dataset.schema import SHARD_GLOB, config_name
+from lensing_core.dataset.splits import Split, load_split, make_split
+from lensing_core.inference.compressor import CompressorModule, augment_tiles, load_compressor
+from lensing_core.inference.config import CompressorConfig
+from lensing_core.inference.fom import fom_from_cov, fom_summary, to_physical, write_fom_result
+from lensing_core.inference.npe import LoadedNPE, NPEConfig, fit_npe, load_npe, save_npe
+from lensing_core.inference.training import (
+    BEST_CKPT,
+    LAST_CKPT,
+    NORM_STATS_JSON,
+    RESULT_JSON,
+    SPLIT_JSON,
+    CompressorResult,
+    fit_compressor,
+)
+from lensing_core.io import InputMissingError, atomic_path, file_sha256
+from lensing_core.plotting.figures import figure_to_png_bytes
+from lensing_core.plotting.fom import fom_figure
+from lensing_core.sims.catalog import FIDUCIAL_SIM_ID
+from lensing_core.storage import DataRoot
+
+logger = logging.getLogger(__name__)
+
+NPE_CKPT = "npe_best.ckpt"
+FOM_RESULT_JSON = "fom_result.json"
+COMPRESS_BATCH = 256
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"cuda"`` for ``"auto"`` when torch sees a GPU, else ``"cpu"``; others unchanged."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _label(lmax: int, noise_level: str) -> str:
+    return f"configuration {config_name(lmax, noise_level)}"
+
+
+def open_config(
+    root: DataRoot, lmax: int, noise_level: str, *, cache_dir: Path | None = None
+) -> tuple[TileTable, ShardReport]:
+    """
+    The tiles of one configuration and the report of their shards.
+
+    Parameters
+    ----------
+    root
+        The data root.
+    lmax, noise_level
+        The configuration.
+    cache_dir
+        Passed to :func:`~lensing_core.dataset.loader.load_tiles`: convert the shards once to
+        a memory-mapped Arrow file there (worth it when the tiles do not fit in memory).
+
+    Returns
+    -------
+        ``(table, report)``: the table's rows are the shards' rows, ``theta`` float64
+        (Omega_m, S8); the report is the shard manifest.
+
+    Raises
+    ------
+    lensing_core.io.InputMissingError
+        No shards for the configuration (names the directory).
+    ValueError
+        The manifest or a shard is unreadable or does not match (names the file).
+    """
+    label = _label(lmax, noise_level)
+    shard_dir = config_dir(root, lmax, noise_level)
+    try:
+        report = read_shard_manifest(shard_dir)
+    except FileNotFoundError as err:
+        msg = f"{label}: no tile shards ({err}); build the shards of this configuration first"
+        raise InputMissingError(msg) from None
+    except ValueError as err:
+        raise ValueError(f"{label}: {err}") from None
+    try:
+        table = load_tiles(shard_dir, pattern=SHARD_GLOB, cache_dir=cache_dir)
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(f"{label}: cannot read the shards in {shard_dir}: {err}") from None
+    if len(table) != report.rows:
+        msg = f"{label}: the shards in {shard_dir} hold {len(table)} rows, manifest {report.rows}"
+        raise ValueError(msg)
+    return table, report
+
+
+def _split_for(table: TileTable, label: str, shard_dir: Path) -> Split:
+    try:
+        return make_split(table.sim_id, seed=42, fiducial_sim_id=FIDUCIAL_SIM_ID)
+    except ValueError as err:
+        raise ValueError(f"{label} ({shard_dir}): {err}") from None
+
+
+def train_compressor(
+    root: DataRoot,
+    lmax: int,
+    noise_level: str,
+    cfg: CompressorConfig,
+    *,
+    accelerator: str = "auto",
+    max_steps: int | None = None,
+    cache_dir: Path | None = None,
+) -> CompressorResult:
+    """
+    Train the compressor of one configuration into ``models/compressor/lmax{L}_{noise}``.
+
+    Parameters
+    ----------
+    root
+        The data root.
+    lmax, noise_level
+        The configuration.
+    cfg
+        Training settings.
+    accelerator
+        Lightning accelerator; ``"auto"`` takes the GPU when there is one.
+    max_steps
+        Optional cap on optimiser steps (tests, smoke runs).
+    cache_dir
+        See :func:`open_config`.
+
+    Returns
+    -------
+        The fit's files and ``result.json`` record.
+
+    Notes
+    -----
+    The split (seed 42, 70/25/5 after removing the fiducial sim) is made from the shards'
+    rows and saved as ``split.json`` for the NPE. A training that was interrupted (a
+    ``last.ckpt`` without ``result.json``) is resumed from its last checkpoint; after a
+    completed one, training starts again from scratch (the shards or settings changed, or a
+    new training was asked for).
+
+    Raises
+    ------
+    lensing_core.io.InputMissingError
+        No shards for the configuration.
+    ValueError
+        Too few tiles for the split, corrupt or incompatible checkpoint to resume from, ...:
+        the message names the configuration and the file.
+    """
+    label = _label(lmax, noise_level)
+    table, _ = open_config(root, lmax, noise_level, cache_dir=cache_dir)
+    split = _split_for(table, label, config_dir(root, lmax, noise_level))
+    out_dir = root.compressor_dir(lmax, noise_level)
+    if (out_dir / RESULT_JSON).exists():
+        logger.info("%s: %s holds a finished training; training again", label, out_dir)
+        (out_dir / LAST_CKPT).unlink(missing_ok=True)
+    try:
+        return fit_compressor(
+            table,
+            split,
+            cfg,
+            out_dir,
+            tmp_root=root.tmp_root,
+            accelerator=accelerator,
+            max_steps=max_steps,
+        )
+    except ValueError as err:
+        raise ValueError(f"{label}: {err}") from None
+
+
+@dataclass(frozen=True)
+class _Trained:
+    """The compressor of a configuration with its split and statistics, all checked."""
+
+    table: TileTable
+    report: ShardReport
+    split: Split
+    stats: NormStats
+    compressor: CompressorModule
+    best_ckpt: Path
+    result: Mapping[str, Any]
+
+
+def _load_trained(
+    root: DataRoot, lmax: int, noise_level: str, device: str, cache_dir: Path | None
+) -> _Trained:
+    """Shards, split, norm stats and compressor of one configuration, checked together."""
+    label = _label(lmax, noise_level)
+    table, report = open_config(root, lmax, noise_level, cache_dir=cache_dir)
+    comp_dir = root.compressor_dir(lmax, noise_level)
+    result_path = comp_dir / RESULT_JSON
+    if not result_path.is_file():
+        msg = f"{label}: no trained compressor ({result_path} does not exist); train it first"
+        raise InputMissingError(msg)
+    try:
+        result = json.loads(result_path.read_text())
+        split = load_split(comp_dir / SPLIT_JSON)
+        stats = load_norm_stats(comp_dir / NORM_STATS_JSON)
+    except FileNotFoundError as err:
+        raise InputMissingError(f"{label}: {err}") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{label}: unreadable compressor files in {comp_dir}: {err}") from None
+    try:
+        split.check_rows(table.sim_id, what=f"shards of {config_name(lmax, noise_level)}")
+    except ValueError as err:
+        msg = (
+            f"{label}: {comp_dir / SPLIT_JSON} does not fit the current shards ({err}); "
+            "the shards changed since the compressor was trained: train it again"
+        )
+        raise ValueError(msg) from None
+    best = comp_dir / BEST_CKPT
+    try:
+        compressor = load_compressor(best, map_location=device)
+    except FileNotFoundError as err:
+        raise InputMissingError(f"{label}: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"{label}: {err}") from None
+    if compressor.norm_stats != stats:
+        msg = (
+            f"{label}: the normalisation statistics in {comp_dir / NORM_STATS_JSON} do not "
+            f"match those stored in {best}; train the compressor again"
+        )
+        raise ValueError(msg)
+    if table.tile_shape[0] != compressor.in_chans:
+        msg = (
+            f"{label}: {best} takes {compressor.in_chans} bins, the shards hold tiles of shape "
+            f"{table.tile_shape}"
+        )
+        raise ValueError(msg)
+    return _Trained(table, report, split, stats, compressor, best, result)
+
+
+def _tiles_tensor(table: TileTable, rows: np.ndarray) -> torch.Tensor:
+    """Tiles of *rows*, ``(len(rows), n_bins, n, n)`` float32: one gather into a new array."""
+    return torch.from_numpy(np.asarray(table.tiles[rows], dtype=np.float32))
+
+
+def _theta_norm(trained: _Trained, rows: np.ndarray) -> torch.Tensor:
+    theta = normalize_theta(trained.table.theta[rows], trained.stats)
+    return torch.from_numpy(np.asarray(theta, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class NPETrainingResult:
+    """
+    Outcome of :func:`train_npe`.
+
+    Attributes
+    ----------
+    checkpoint
+        ``models/npe/lmax{L}_{noise}/npe_best.ckpt``.
+    record
+        What the checkpoint's ``extra`` holds: the configuration, the compressor it used
+        (path and SHA-256), the parameters' normalisation and the training history summary.
+    """
+
+    checkpoint: Path
+    record: Mapping[str, Any]
+
+
+def train_npe(
+    root: DataRoot,
+    lmax: int,
+    noise_level: str,
+    cfg: NPEConfig,
+    *,
+    device: str = "auto",
+    augment_rolls: bool = False,
+    cache_dir: Path | None = None,
+) -> NPETrainingResult:
+    """
+    Train the Gaussian NPE of one configuration on the NPE split, compressing on the fly.
+
+    Parameters
+    ----------
+    root
+        The data root.
+    lmax, noise_level
+        The configuration; its compressor must be trained.
+    cfg
+        NPE settings (``cfg.seed`` seeds the weights, the order and the augmentation).
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``: where the compressor and the MLP run.
+    augment_rolls
+        Also roll the tiles circularly when augmenting (as the compressor's option).
+    cache_dir
+        See :func:`open_config`.
+
+    Returns
+    -------
+        The checkpoint path and its record.
+
+    Notes
+    -----
+    Every batch draws new random symmetries of its tiles and runs the frozen compressor on
+    them, so each epoch sees new summaries (SPEC section 7); early stopping watches the NLL of
+    the test split's summaries of the un-augmented tiles. The summaries are standardised
+    (Omega_m, S8) estimates, the targets the standardised true parameters.
+
+    Raises
+    ------
+    lensing_core.io.InputMissingError
+        No shards or no trained compressor (names the file).
+    ValueError
+        Corrupt or incompatible compressor checkpoint, norm stats that do not match the model,
+        a split that does not fit the shards: the message names the configuration and file.
+    """
+    label = _label(lmax, noise_level)
+    device = resolve_device(device)
+    trained = _load_trained(root, lmax, noise_level, device, cache_dir)
+    rows_train, rows_test = trained.split.npe_train, trained.split.test
+    if len(rows_train) == 0 or len(rows_test) == 0:
+        msg = f"{label}: the NPE needs NPE-train and test tiles, the split has {trained.split}"
+        raise ValueError(msg)
+    compressor = trained.compressor
+
+    def make_batch(
+        indices: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = rows_train[indices.numpy()]
+        tiles = augment_tiles(
+            _tiles_tensor(trained.table, rows), rolls=augment_rolls, generator=generator
+        )
+        return compressor.compress(tiles, batch_size=COMPRESS_BATCH), _theta_norm(trained, rows)
+
+    val_data = (
+        compressor.compress(_tiles_tensor(trained.table, rows_test), batch_size=COMPRESS_BATCH),
+        _theta_norm(trained, rows_test),
+    )
+    fitted = fit_npe(
+        make_batch,
+        val_data,
+        cfg,
+        n_train=len(rows_train),
+        generator=torch.Generator().manual_seed(cfg.seed),
+        device=device,
+    )
+    npe_dir = root.npe_dir(lmax, noise_level)
+    record = {
+        "config": config_name(lmax, noise_level),
+        "lmax": int(lmax),
+        "noise_level": noise_level,
+        "param_names": list(trained.stats.param_names),
+        "theta_mean": trained.stats.theta_mean.tolist(),
+        "theta_std": trained.stats.theta_std.tolist(),
+        "compressor_checkpoint": str(trained.best_ckpt),
+        "compressor_sha256": file_sha256(trained.best_ckpt),
+        "shards_content_hash": trained.report.content_hash,
+        "n_train": len(rows_train),
+        "n_val": len(rows_test),
+        "augment_rolls": augment_rolls,
+        "device": device,
+        **{k: v for k, v in fitted.to_record().items() if k != "history"},
+        "val_nll_history": [h["val_nll"] for h in fitted.history],
+    }
+    path = save_npe(npe_dir / NPE_CKPT, fitted.model, cfg, record, tmp_root=root.tmp_root)
+    (npe_dir / FOM_RESULT_JSON).unlink(missing_ok=True)  # the report of an older NPE
+    logger.info("%s: NPE written to %s", label, path)
+    return NPETrainingResult(checkpoint=path, record=record)
+
+
+@dataclass(frozen=True)
+class FomReport:
+    """
+    Outcome of :func:`fom_report`.
+
+    Attributes
+    ----------
+    result_path
+        ``models/npe/lmax{L}_{noise}/fom_result.json``.
+    figure_path
+        ``reports/fom/lmax{L}_{noise}.png``.
+    record
+        The ``fom_result.json`` record (SPEC section 7 plus ``fom_prior``, ``r2_test`` and
+        provenance).
+    figure_png
+        The figure's PNG bytes (for embedding in metadata).
+    fiducial_mean, fiducial_cov
+        ``(n_fid, 2)`` and ``(n_fid, 2, 2)`` posteriors of the fiducial tiles, physical units.
+    """
+
+    result_path: Path
+    figure_path: Path
+    record: Mapping[str, Any]
+    figure_png: bytes
+    fiducial_mean: np.ndarray
+    fiducial_cov: np.ndarray
+
+
+def _posteriors(
+    npe: LoadedNPE, compressor: CompressorModule, tiles: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    summaries = compressor.compress(tiles, batch_size=COMPRESS_BATCH)
+    device = next(npe.model.parameters()).device
+    with torch.no_grad():
+        mean, cov = npe.model.mean_cov(summaries.to(device))
+    return mean.double().cpu().numpy(), cov.double().cpu().numpy()
+
+
+def fom_report(
+    root: DataRoot,
+    lmax: int,
+    noise_level: str,
+    *,
+    device: str = "auto",
+    cache_dir: Path | None = None,
+) -> FomReport:
+    """
+    The figure-of-merit report of one configuration (SPEC section 7).
+
+    Parameters
+    ----------
+    root
+        The data root.
+    lmax, noise_level
+        The configuration; its compressor and NPE must be trained.
+    device
+        Where the networks run.
+    cache_dir
+        See :func:`open_config`.
+
+    Returns
+    -------
+        Paths, record and figure; ``fom_result.json`` and the PNG are written atomically.
+
+    Raises
+    ------
+    lensing_core.io.InputMissingError
+        No shards, compressor or NPE checkpoint.
+    ValueError
+        The NPE was trained on another compressor than the current one, the fiducial sim has
+        no tiles in the shards, or a file is corrupt: the message names the configuration and
+        the file.
+    """
+    label = _label(lmax, noise_level)
+    device = resolve_device(device)
+    trained = _load_trained(root, lmax, noise_level, device, cache_dir)
+    npe_path = root.npe_dir(lmax, noise_level) / NPE_CKPT
+    try:
+        npe = load_npe(npe_path, map_location=device)
+    except FileNotFoundError as err:
+        raise InputMissingError(f"{label}: {err}; train the NPE first") from None
+    except ValueError as err:
+        raise ValueError(f"{label}: {err}") from None
+    if npe.extra.get("compressor_sha256") != file_sha256(trained.best_ckpt):
+        msg = (
+            f"{label}: {npe_path} was trained on another compressor than {trained.best_ckpt} "
+            "(it changed since); train the NPE again"
+        )
+        raise ValueError(msg)
+    split = trained.split
+    if len(split.fiducial) == 0:
+        msg = (
+            f"{label}: the shards in {config_dir(root, lmax, noise_level)} hold no tile of the "
+            f"fiducial sim {FIDUCIAL_SIM_ID}"
+        )
+        raise ValueError(msg)
+    table, stats = trained.table, trained.stats
+    fid_mean, fid_cov = _posteriors(npe, trained.compressor, _tiles_tensor(table, split.fiducial))
+    test_mean, test_cov = _posteriors(npe, trained.compressor, _tiles_tensor(table, split.test))
+    test_theta = normalize_theta(table.theta[split.test], stats)
+    train_theta = normalize_theta(table.theta[split.compressor_train], stats)
+    n_points = len(np.unique(train_theta, axis=0))
+    if n_points <= train_theta.shape[1]:
+        msg = (
+            f"{label}: the compressor-train tiles of {config_dir(root, lmax, noise_level)} "
+            f"come from {n_points} parameter points, so the prior's covariance is singular; "
+            f"the FoM needs tiles of at least {train_theta.shape[1] + 1} sims besides the "
+            f"fiducial"
+        )
+        raise ValueError(msg)
+    record = fom_summary(
+        lmax=lmax,
+        noise_level=noise_level,
+        fiducial_cov=fid_cov,
+        test_mean=test_mean,
+        test_cov=test_cov,
+        test_theta=test_theta,
+        train_theta=train_theta,
+        theta_std=stats.theta_std,
+        compressor_checkpoint=trained.best_ckpt,
+    )
+    theta_fid = table.theta[split.fiducial[0]]
+    fid_mean_phys, fid_cov_phys = to_physical(fid_mean, fid_cov, stats.theta_mean, stats.theta_std)
+    scale = math.prod(stats.theta_std.tolist())
+    fom_test = np.atleast_1d(fom_from_cov(test_cov)) / scale
+    record.update(
+        {
+            "fiducial_sim_id": FIDUCIAL_SIM_ID,
+            "fiducial_theta": [float(v) for v in theta_fid],
+            "fiducial_mean_all": fid_mean_phys.tolist(),
+            "r2_test": trained.result.get("r2", {}).get("test"),
+            "npe_checkpoint": str(npe_path),
+            "shards_content_hash": trained.report.content_hash,
+            "n_tiles": trained.split.sizes(),
+        }
+    )
+    calib = record["calibration"]
+    fig = fom_figure(
+        fid_mean_phys,
+        fid_cov_phys,
+        theta_fid,
+        fom_test,
+        fom_prior=record["fom_prior"],
+        title=(
+            f"{config_name(lmax, noise_level)}: FoM {record['fom_fiducial_median']:.0f} "
+            f"± {record['fom_fiducial_std']:.0f} (prior {record['fom_prior']:.0f}); "
+            f"coverage 68% {calib['coverage_68']:.2f}, 95% {calib['coverage_95']:.2f}"
+        ),
+    )
+    png = figure_to_png_bytes(fig, dpi=80)
+    figure_path = root.fom_figure_path(lmax, noise_level)
+    with atomic_path(figure_path, tmp_root=root.tmp_root) as tmp:
+        tmp.write_bytes(png)
+    record["figure"] = str(figure_path)
+    result_path = write_fom_result(
+        root.npe_dir(lmax, noise_level) / FOM_RESULT_JSON, record, tmp_root=root.tmp_root
+    )
+    logger.info(
+        "%s: fiducial FoM %.1f +- %.1f (prior %.1f), coverage %s, in %s",
+        label,
+        record["fom_fiducial_median"],
+        record["fom_fiducial_std"],
+        record["fom_prior"],
+        calib,
+        result_path,
+    )
+    return FomReport(
+        result_path=result_path,
+        figure_path=figure_path,
+        record=record,
+        figure_png=png,
+        fiducial_mean=fid_mean_phys,
+        fiducial_cov=fid_cov_phys,
+    )

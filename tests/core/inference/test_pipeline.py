@@ -1,0 +1,226 @@
+"""One configuration from its shards to its report: files, provenance and bad input.
+
+Real tiles (nside-128 synthetic maps, lmax 200) of four sims, the fiducial among them; the
+compressor is timm's ``test_efficientnet`` trained for a few steps: these tests check the
+mechanics, ``tests/assets/test_demo_learns.py`` that the demo really learns.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lensing_core.dataset.parquet import config_dir, write_config_shards
+from lensing_core.dataset.splits import load_split
+from lensing_core.inference.config import CompressorConfig, compressor_preset
+from lensing_core.inference.fom import FOM_RESULT_KEYS, read_fom_result
+from lensing_core.inference.npe import NPEConfig, load_npe
+from lensing_core.inference.pipeline import (
+    FOM_RESULT_JSON,
+    NPE_CKPT,
+    fom_report,
+    open_config,
+    resolve_device,
+    train_compressor,
+    train_npe,
+)
+from lensing_core.io import InputMissingError
+from lensing_core.products import make_kappa, make_tiles
+from lensing_core.sims.catalog import FIDUCIAL_SIM_ID, SimCatalog, synthetic_catalog
+from lensing_core.sims.sources import SyntheticSource
+from lensing_core.storage import DataRoot
+
+SIMS = (3, 7, 12, FIDUCIAL_SIM_ID)
+LMAX, NOISE = 200, "des_y3"
+CONFIG = "lmax_200_des_y3"
+TINY = CompressorConfig(
+    backbone="test_efficientnet", batch_size=8, max_epochs=2, lr=1e-3, warmup_epochs=0.5
+)
+NPE_TINY = NPEConfig(batch_size=16, max_epochs=3, patience=2)
+
+
+@pytest.fixture(scope="module")
+def catalog() -> SimCatalog:
+    return synthetic_catalog(110)
+
+
+@pytest.fixture(scope="module")
+def tiles_root(tmp_path_factory: pytest.TempPathFactory, catalog: SimCatalog) -> DataRoot:
+    """Tile files of SIMS at lmax 200 (every noise level) and the des_y3 shards."""
+    root = DataRoot(tmp_path_factory.mktemp("pipeline"))
+    source = SyntheticSource(catalog, nside=128)
+    for sim_id in SIMS:
+        make_kappa(root, source, sim_id)
+        make_tiles(root, sim_id, LMAX)
+    write_config_shards(root, catalog, LMAX, NOISE, SIMS)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained_root(tiles_root: DataRoot) -> DataRoot:
+    """The chain run once: compressor, NPE, report."""
+    train_compressor(tiles_root, LMAX, NOISE, TINY, accelerator="cpu")
+    train_npe(tiles_root, LMAX, NOISE, NPE_TINY, device="cpu")
+    fom_report(tiles_root, LMAX, NOISE, device="cpu")
+    return tiles_root
+
+
+@pytest.fixture
+def copy_root(trained_root: DataRoot, tmp_path: Path) -> DataRoot:
+    """A data root of this test's own (to damage) with the trained chain's files."""
+    root = DataRoot(tmp_path / "root")
+    shutil.copytree(trained_root.root, root.root, ignore=shutil.ignore_patterns(".tmp"))
+    return root
+
+
+def test_presets_and_device() -> None:
+    assert compressor_preset("full").backbone == "efficientnetv2_s"
+    assert compressor_preset("cpu_demo").backbone == "test_efficientnet"
+    with pytest.raises(ValueError, match="unknown compressor preset 'huge'"):
+        compressor_preset("huge")
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda")
+
+
+def test_open_config_reads_the_shards(tiles_root: DataRoot) -> None:
+    table, report = open_config(tiles_root, LMAX, NOISE)
+    assert len(table) == report.rows == 12 * len(SIMS)
+    assert table.tile_shape == (4, 128, 128)
+    assert sorted(set(table.sim_id.tolist())) == list(SIMS)
+
+
+def test_chain_writes_the_data_root_layout(trained_root: DataRoot) -> None:
+    """SPEC section 10: models/compressor/..., models/npe/..., and the report figure."""
+    comp = trained_root.compressor_dir(LMAX, NOISE)
+    assert comp == trained_root.root / "models" / "compressor" / "lmax200_des_y3"
+    for name in ("best.ckpt", "last.ckpt", "norm_stats.json", "split.json", "result.json"):
+        assert (comp / name).is_file(), name
+    npe_dir = trained_root.npe_dir(LMAX, NOISE)
+    assert npe_dir == trained_root.root / "models" / "npe" / "lmax200_des_y3"
+    record = read_fom_result(npe_dir / FOM_RESULT_JSON)
+    assert set(FOM_RESULT_KEYS) <= set(record)
+    assert (record["lmax"], record["noise_level"]) == (LMAX, NOISE)
+    assert len(record["fom_fiducial_all"]) == 12
+    assert record["compressor_checkpoint"] == str(comp / "best.ckpt")
+    split = load_split(comp / "split.json")
+    assert record["calibration"]["n_test"] == len(split.test)
+    for key in ("coverage_68", "coverage_95"):
+        assert 0.0 <= record["calibration"][key] <= 1.0
+    assert np.isfinite(record["fom_fiducial_median"])
+    assert record["fom_fiducial_median"] > 0
+    assert record["fom_prior"] > 0
+    assert set(record["r2_test"]) == {"Omega_m", "S8"}
+    figure = Path(record["figure"])
+    assert figure == trained_root.fom_figure_path(LMAX, NOISE)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list((trained_root.root / "models").rglob("*.partial"))
+
+
+def test_npe_uses_the_compressor_split_and_records_it(trained_root: DataRoot) -> None:
+    split = load_split(trained_root.compressor_dir(LMAX, NOISE) / "split.json")
+    npe = load_npe(trained_root.npe_dir(LMAX, NOISE) / NPE_CKPT)
+    assert npe.extra["n_train"] == len(split.npe_train)
+    assert npe.extra["n_val"] == len(split.test)
+    assert npe.extra["config"] == CONFIG
+    assert len(npe.extra["compressor_sha256"]) == 64
+    assert npe.config == NPE_TINY
+    table, _ = open_config(trained_root, LMAX, NOISE)
+    assert not set(table.sim_id[split.npe_train]) & {FIDUCIAL_SIM_ID}
+
+
+def test_interrupted_training_resumes_and_a_finished_one_starts_over(
+    copy_root: DataRoot,
+) -> None:
+    comp = copy_root.compressor_dir(LMAX, NOISE)
+    cfg = CompressorConfig(**{**TINY.to_dict(), "max_epochs": 20})  # max_steps stops first
+    first = train_compressor(copy_root, LMAX, NOISE, cfg, accelerator="cpu", max_steps=2)
+    assert first.metrics["global_step"] == 2
+    (comp / "result.json").unlink()  # as a run killed after its last checkpoint
+    resumed = train_compressor(copy_root, LMAX, NOISE, cfg, accelerator="cpu", max_steps=7)
+    assert resumed.metrics["resumed_from_step"] == 2
+    assert resumed.metrics["global_step"] == 7
+    again = train_compressor(copy_root, LMAX, NOISE, cfg, accelerator="cpu", max_steps=2)
+    assert again.metrics["resumed_from_step"] is None
+    assert again.metrics["global_step"] == 2
+
+
+def test_missing_shards_name_the_configuration(copy_root: DataRoot) -> None:
+    with pytest.raises(InputMissingError, match=r"lmax_400_des_y3.*shards\.json"):
+        train_compressor(copy_root, 400, NOISE, TINY, accelerator="cpu")
+    assert not copy_root.compressor_dir(400, NOISE).exists()
+
+
+def test_missing_compressor_and_npe_are_named(copy_root: DataRoot, catalog: SimCatalog) -> None:
+    write_config_shards(copy_root, catalog, LMAX, "lsst_y10", SIMS)
+    with pytest.raises(InputMissingError, match=r"lmax_200_lsst_y10: no trained compressor"):
+        train_npe(copy_root, LMAX, "lsst_y10", NPE_TINY, device="cpu")
+    train_compressor(copy_root, LMAX, "lsst_y10", TINY, accelerator="cpu", max_steps=1)
+    with pytest.raises(InputMissingError, match=r"lmax_200_lsst_y10: .*npe_best\.ckpt"):
+        fom_report(copy_root, LMAX, "lsst_y10", device="cpu")
+
+
+def test_too_few_tiles_for_the_split(copy_root: DataRoot, catalog: SimCatalog) -> None:
+    """Only the fiducial sim: nothing to train on; the message names config and directory."""
+    write_config_shards(copy_root, catalog, LMAX, "noiseless", [FIDUCIAL_SIM_ID])
+    shard_dir = config_dir(copy_root, LMAX, "noiseless")
+    with pytest.raises(ValueError, match=rf"lmax_200_noiseless \({shard_dir}\): too few tiles"):
+        train_compressor(copy_root, LMAX, "noiseless", TINY, accelerator="cpu")
+    assert not (copy_root.compressor_dir(LMAX, "noiseless") / "best.ckpt").exists()
+
+
+def test_no_fiducial_tiles_is_an_error_of_the_report(
+    copy_root: DataRoot, catalog: SimCatalog
+) -> None:
+    write_config_shards(copy_root, catalog, LMAX, "noiseless", SIMS[:-1])
+    train_compressor(copy_root, LMAX, "noiseless", TINY, accelerator="cpu", max_steps=1)
+    train_npe(copy_root, LMAX, "noiseless", NPEConfig(max_epochs=1), device="cpu")
+    with pytest.raises(ValueError, match=r"lmax_200_noiseless: .* no tile of the fiducial sim"):
+        fom_report(copy_root, LMAX, "noiseless", device="cpu")
+    assert not (copy_root.npe_dir(LMAX, "noiseless") / FOM_RESULT_JSON).exists()
+
+
+def test_corrupt_compressor_checkpoint_is_named(copy_root: DataRoot) -> None:
+    best = copy_root.compressor_dir(LMAX, NOISE) / "best.ckpt"
+    best.write_bytes(best.read_bytes()[:1000])
+    npe_before = (copy_root.npe_dir(LMAX, NOISE) / NPE_CKPT).read_bytes()
+    with pytest.raises(ValueError, match=rf"{CONFIG}: .*{best}.* truncated or corrupt"):
+        train_npe(copy_root, LMAX, NOISE, NPE_TINY, device="cpu")
+    with pytest.raises(ValueError, match=rf"{CONFIG}: .*{best}.* truncated or corrupt"):
+        fom_report(copy_root, LMAX, NOISE, device="cpu")
+    assert (copy_root.npe_dir(LMAX, NOISE) / NPE_CKPT).read_bytes() == npe_before
+
+
+def test_corrupt_resume_checkpoint_is_named(copy_root: DataRoot) -> None:
+    comp = copy_root.compressor_dir(LMAX, NOISE)
+    (comp / "result.json").unlink()
+    (comp / "last.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=rf"{CONFIG}: .*last\.ckpt.* truncated or corrupt"):
+        train_compressor(copy_root, LMAX, NOISE, TINY, accelerator="cpu")
+
+
+def test_norm_stats_that_do_not_match_the_model(copy_root: DataRoot) -> None:
+    path = copy_root.compressor_dir(LMAX, NOISE) / "norm_stats.json"
+    record = json.loads(path.read_text())
+    record["tile_std"] = [2 * v for v in record["tile_std"]]
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=rf"{CONFIG}: the normalisation statistics in {path}"):
+        train_npe(copy_root, LMAX, NOISE, NPE_TINY, device="cpu")
+
+
+def test_report_refuses_an_npe_of_another_compressor(copy_root: DataRoot) -> None:
+    other = CompressorConfig(**{**TINY.to_dict(), "seed": 7})
+    train_compressor(copy_root, LMAX, NOISE, other, accelerator="cpu", max_steps=1)
+    with pytest.raises(ValueError, match=rf"{CONFIG}: .*npe_best\.ckpt was trained on another"):
+        fom_report(copy_root, LMAX, NOISE, device="cpu")
+
+
+def test_changed_shards_are_not_used_with_an_old_split(
+    copy_root: DataRoot, catalog: SimCatalog
+) -> None:
+    write_config_shards(copy_root, catalog, LMAX, NOISE, SIMS[1:])  # sim 3 dropped
+    with pytest.raises(ValueError, match=rf"{CONFIG}: .*split\.json does not fit"):
+        train_npe(copy_root, LMAX, NOISE, NPE_TINY, device="cpu")
