@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from lensing_assets.defs.automation import fill_missing_schedules, lensing_automation
 from lensing_assets.defs.checks import kappa_map_checks
 from lensing_assets.defs.dataset import hf_dataset, tile_shards
+from lensing_assets.defs.inputs import sim_discovery_sensor, sim_inputs
 from lensing_assets.defs.jobs import (
     compressor_job,
     fom_report_job,
@@ -21,7 +23,16 @@ from lensing_assets.defs.resources import resources_from
 from lensing_assets.defs.tiles import tiles
 
 defs = dg.Definitions(
-    assets=[kappa_maps, tiles, tile_shards, hf_dataset, compressor_model, npe_model, fom_report],
+    assets=[
+        sim_inputs,
+        kappa_maps,
+        tiles,
+        tile_shards,
+        hf_dataset,
+        compressor_model,
+        npe_model,
+        fom_report,
+    ],
     asset_checks=[kappa_map_checks],
     jobs=[
         kappa_job,
@@ -32,5 +43,7 @@ defs = dg.Definitions(
         npe_job,
         fom_report_job,
     ],
+    sensors=[sim_discovery_sensor, lensing_automation],
+    schedules=fill_missing_schedules,
     resources=resources_from(SETTINGS),
 )

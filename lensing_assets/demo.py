@@ -23,10 +23,11 @@ from lensing_assets.defs.partitions import (
     SETTINGS,
     config_of,
     dataset_partitions_def,
+    register_sims,
     sim_lmax_partitions_def,
 )
+from lensing_core.inference.config import FOM_RESULT_JSON
 from lensing_core.inference.fom import read_fom_result
-from lensing_core.inference.pipeline import FOM_RESULT_JSON
 from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.storage import DataRoot
 
@@ -128,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--train: unknown configurations {unknown}; e.g. 200|des_y3")
     sims = [s for s in CATALOG.sim_ids if s in set(args.sims)]
-    for name in ("lightning.pytorch", "lightning.fabric"):  # its banners, not our results
-        logging.getLogger(name).setLevel(logging.WARNING)
+    if args.train:
+        import lightning.pytorch  # noqa: F401 (its import sets its loggers to INFO)
+
+        for name in ("lightning.pytorch", "lightning.fabric"):  # banners, not our results
+            logging.getLogger(name).setLevel(logging.WARNING)
     instance = dg.DagsterInstance.get()
     _say(
         f"lensing demo: {SETTINGS.source} source, {len(sims)} sims "
@@ -137,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         f"lmax {args.lmax}\ndata root {SETTINGS.data_root}, instance {instance.root_directory}"
     )
     start = time.perf_counter()
+    register_sims(instance, sims)
     failed = [str(s) for s in sims if not _run("kappa_job", str(s), instance)]
-    for key in sim_lmax_partitions_def.get_partition_keys():
+    for key in sim_lmax_partitions_def.get_partition_keys(dynamic_partitions_store=instance):
         sim, lmax = key.split("|")
         wanted = int(sim) in sims and int(lmax) in args.lmax and sim not in failed
         if wanted and not _run("tiles_job", key, instance):

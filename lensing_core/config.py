@@ -19,6 +19,8 @@ configuration, never by editing code:
                            ``cpu_demo`` (``test_efficientnet``, minutes on a CPU)
 ``LENSING_ACCELERATOR``    where models train: ``auto`` (default: the GPU if there is one),
                            ``cpu``, ``gpu``
+``LENSING_AUTOMATION``     ``on`` (default): the sensors and the nightly schedule start
+                           running with the daemon; ``off``: they start stopped
 =========================  =================================================================
 
 Classes
@@ -96,6 +98,8 @@ class PlatformSettings:
         :data:`~lensing_core.inference.config.COMPRESSOR_PRESETS`.
     accelerator
         Where models train, one of :data:`ACCELERATORS`.
+    automation
+        Whether the sensors and the schedule run by default (``LENSING_AUTOMATION``).
     """
 
     data_root: Path
@@ -110,6 +114,7 @@ class PlatformSettings:
     noise_convention: str = "per_component"
     training_preset: str = "full"
     accelerator: str = "auto"
+    automation: bool = True
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -156,6 +161,10 @@ class PlatformSettings:
             value = env.get(name, "").strip()
             return Path(value).expanduser().resolve() if value else None
 
+        automation_text = env.get("LENSING_AUTOMATION", "on").strip().lower()
+        if automation_text not in ("on", "off"):
+            msg = f"LENSING_AUTOMATION={automation_text!r} is not 'on' or 'off'"
+            raise ValueError(msg)
         nside_text = env.get("LENSING_NSIDE", "1024")
         try:
             nside = int(nside_text)
@@ -175,6 +184,7 @@ class PlatformSettings:
             noise_convention=env.get("LENSING_NOISE_CONVENTION", "per_component").strip(),
             training_preset=env.get("LENSING_TRAINING_PRESET", "full").strip(),
             accelerator=env.get("LENSING_ACCELERATOR", "auto").strip(),
+            automation=automation_text == "on",
         )
 
     def catalog(self) -> SimCatalog:

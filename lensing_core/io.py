@@ -10,6 +10,11 @@ read_npz
     Read an ``.npz`` written by :func:`write_npz` (or a plain one) with clear errors.
 file_sha256
     Content hash of a file.
+
+Classes
+-------
+FileHashCache
+    SHA-256 of files, cached by size and modification time across processes.
 """
 
 from __future__ import annotations
@@ -17,16 +22,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import uuid
 import zipfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 TMP_DIR_NAME = ".tmp"
+
+logger = logging.getLogger(__name__)
 
 
 class InputMissingError(FileNotFoundError):
@@ -127,3 +136,51 @@ def file_sha256(path: Path, *, chunk_bytes: int = 1 << 24) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@dataclass
+class FileHashCache:
+    """
+    SHA-256 of files, remembered by ``(size, mtime_ns)`` across processes.
+
+    Parameters
+    ----------
+    path
+        JSON file of the cache (created on :meth:`save`); ``None`` keeps it in memory only.
+    tmp_root
+        Directory for the atomic write of *path* (same file system).
+    """
+
+    path: Path | None = None
+    tmp_root: Path | None = None
+    _entries: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    _dirty: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.path is not None and self.path.is_file():
+            try:
+                self._entries = json.loads(self.path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                logger.warning("ignoring the unreadable hash cache %s", self.path)
+                self._entries = {}
+
+    def sha256(self, path: Path) -> str:
+        """Hex SHA-256 of *path*'s content, read again only if its size or mtime changed."""
+        stat = path.stat()
+        key = str(path.resolve())
+        entry = self._entries.get(key)
+        if entry is not None and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
+            return str(entry[2])
+        digest = file_sha256(path)
+        self._entries[key] = [stat.st_size, stat.st_mtime_ns, digest]
+        self._dirty = True
+        return digest
+
+    def save(self) -> None:
+        """Write the cache (atomically) if it changed."""
+        if self.path is None or not self._dirty:
+            return
+        tmp_root = self.tmp_root or self.path.parent
+        with atomic_path(self.path, tmp_root=tmp_root) as tmp:
+            tmp.write_text(json.dumps(self._entries, sort_keys=True))
+        self._dirty = False

@@ -22,6 +22,7 @@ import numpy as np
 
 from lensing_core._types import ComplexArray, FloatArray
 from lensing_core.io import InputMissingError
+from lensing_core.sims.inputs import input_version
 from lensing_core.sims.sources import KappaSource
 from lensing_core.sky.harmonics import map2alm
 from lensing_core.sky.healpix import check_maps, nside_from_npix
@@ -31,6 +32,10 @@ from lensing_core.storage import DataRoot
 from lensing_core.summaries import kappa_summary, tile_summary
 
 ALM_N_ITER = 3  # Jacobi iterations of the analysis stored with the kappa maps
+#: Code versions of the per-partition products: bump one when its output would change, and
+#: the automation rebuilds every partition of that asset (the Dagster assets declare them).
+KAPPA_CODE_VERSION = "kappa-1"
+TILES_CODE_VERSION = "tiles-1"
 
 
 def _analyse(maps: FloatArray, n_iter: int) -> ComplexArray:
@@ -45,8 +50,9 @@ def make_kappa(root: DataRoot, source: KappaSource, sim_id: int) -> tuple[Path, 
 
     Returns
     -------
-        The written file and its metadata (sim id, parameters, provenance, map summary, and
-        the band limit and iterations of the stored analysis).
+        The written file and its metadata (sim id, parameters, the version of the inputs
+        (:func:`lensing_core.sims.inputs.input_version`), provenance, map summary, and the
+        band limit and iterations of the stored analysis).
 
     Notes
     -----
@@ -59,9 +65,13 @@ def make_kappa(root: DataRoot, source: KappaSource, sim_id: int) -> tuple[Path, 
     maps, provenance = source.load(sim_id)  # first: a missing input file is the clearer error
     params = dict(source.catalog[sim_id])
     nside = check_maps(maps, what=f"kappa maps of sim {sim_id} ({provenance['source']} source)")
+    cache = root.input_hash_cache()
+    version = input_version(source, sim_id, cache=cache)
+    cache.save()
     meta: dict[str, Any] = {
         "sim_id": sim_id,
         "params": params,
+        "input_version": version,
         "provenance": provenance,
         **kappa_summary(maps),
     }

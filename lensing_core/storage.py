@@ -10,6 +10,7 @@ Layout::
     models/npe/lmax{L}_{noise}/     npe_best.ckpt, fom_result.json
     reports/fom/lmax{L}_{noise}.png the FoM figure of one configuration
     .tmp/                           temporaries, renamed into place when complete
+    .cache/input_hashes.json        content hashes of the sims' input files, by size and mtime
 
 Classes
 -------
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from lensing_core._types import ComplexArray, FloatArray
-from lensing_core.io import TMP_DIR_NAME, read_npz, write_npz
+from lensing_core.io import TMP_DIR_NAME, FileHashCache, read_npz, write_npz
 from lensing_core.sky.healpix import check_maps
 from lensing_core.sky.tiles import LMAX_TO_NSIDE, N_TILES
 
@@ -63,6 +64,10 @@ class DataRoot:
     def tmp_root(self) -> Path:
         """Directory for temporaries (same file system, outside the layout)."""
         return self.root / TMP_DIR_NAME
+
+    def input_hash_cache(self) -> FileHashCache:
+        """The cache of input-file content hashes, ``.cache/input_hashes.json``."""
+        return FileHashCache(self.root / ".cache" / "input_hashes.json", tmp_root=self.tmp_root)
 
     def kappa_path(self, sim_id: int) -> Path:
         """``kappa/sim{ID:05d}.npz``."""

@@ -1,12 +1,12 @@
 """Asset checks on ``kappa_maps``, per sim partition: values, mean, variance order, spectra."""
 
-import base64
 import warnings
 from collections.abc import Iterator
 
 import dagster as dg
 
 from lensing_assets.defs.kappa import kappa_maps
+from lensing_assets.defs.metadata import markdown_image
 from lensing_assets.defs.partitions import sim_partitions_def
 from lensing_assets.defs.resources import KappaSourceResource, LensingStorage
 from lensing_core.plotting import figure_to_png_bytes, spectra_figure
@@ -79,10 +79,9 @@ def _spectra_metadata(root: DataRoot, sim_id: int, validation: KappaValidation) 
     figure = spectra_figure(comparison, verdict, title=f"kappa_maps[{sim_id}]: spectra vs theory")
     png = figure_to_png_bytes(figure)
     path = write_spectra_plot(root, sim_id, png)
-    image = base64.b64encode(png).decode("ascii")
     return {
         "band_ratios": dg.MetadataValue.table(rows, schema),
-        "plot": dg.MetadataValue.md(f"![spectra](data:image/png;base64,{image})"),
+        "plot": markdown_image(png, "spectra"),
         "plot_path": dg.MetadataValue.path(str(path)),
     }
 

@@ -4,6 +4,7 @@ import warnings
 
 import dagster as dg
 
+from lensing_assets.defs.conditions import fan_in
 from lensing_assets.defs.partitions import LMAX_DIM, config_of, dataset_partitions_def
 from lensing_assets.defs.resources import (
     HfHubResource,
@@ -28,6 +29,7 @@ with warnings.catch_warnings():
     deps=[dg.AssetDep(tiles, partition_mapping=same_lmax)],
     group_name="dataset",
     kinds={"parquet"},
+    automation_condition=fan_in,
 )
 def tile_shards(
     context: dg.AssetExecutionContext,
@@ -50,7 +52,9 @@ def tile_shards(
     return dg.MaterializeResult(metadata=report.to_metadata())
 
 
-@dg.asset(deps=[tile_shards], group_name="dataset", kinds={"huggingface"})
+@dg.asset(
+    deps=[tile_shards], group_name="dataset", kinds={"huggingface"}, automation_condition=fan_in
+)
 def hf_dataset(
     storage: LensingStorage, tiling: TilingResource, hf_hub: HfHubResource
 ) -> dg.MaterializeResult:

@@ -2,12 +2,21 @@
 
 import dagster as dg
 
+from lensing_assets.defs.conditions import per_partition
+from lensing_assets.defs.inputs import sim_inputs
 from lensing_assets.defs.partitions import sim_partitions_def
 from lensing_assets.defs.resources import KappaSourceResource, LensingStorage
-from lensing_core.products import make_kappa
+from lensing_core.products import KAPPA_CODE_VERSION, make_kappa
 
 
-@dg.asset(partitions_def=sim_partitions_def, group_name="sims", kinds={"numpy", "healpix"})
+@dg.asset(
+    partitions_def=sim_partitions_def,
+    deps=[sim_inputs],
+    group_name="sims",
+    kinds={"numpy", "healpix"},
+    code_version=KAPPA_CODE_VERSION,
+    automation_condition=per_partition,
+)
 def kappa_maps(
     context: dg.AssetExecutionContext, storage: LensingStorage, kappa_source: KappaSourceResource
 ) -> dg.MaterializeResult:

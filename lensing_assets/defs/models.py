@@ -10,15 +10,14 @@ import dataclasses
 
 import dagster as dg
 
+from lensing_assets.defs.conditions import rebuild_model
 from lensing_assets.defs.dataset import tile_shards
+from lensing_assets.defs.metadata import metadata_table
 from lensing_assets.defs.partitions import config_of, dataset_partitions_def
 from lensing_assets.defs.resources import LensingStorage, TrainingResource
 from lensing_core.dataset.parquet import config_dir
 from lensing_core.dataset.schema import MANIFEST_NAME
-from lensing_core.inference.config import CompressorConfig
-from lensing_core.inference.npe import NPEConfig
-from lensing_core.inference.pipeline import NPE_CKPT, train_compressor, train_npe
-from lensing_core.inference.training import RESULT_JSON
+from lensing_core.inference.config import NPE_CKPT, RESULT_JSON, CompressorConfig, NPEConfig
 from lensing_core.io import InputMissingError
 from lensing_core.storage import DataRoot
 
@@ -105,12 +104,6 @@ class NPERunConfig(dg.Config):
         return NPEConfig(**{k: v for k, v in self.__dict__.items() if k in names})
 
 
-def metadata_table(columns: dict[str, str], rows: list[dict]) -> dg.TableMetadataValue:
-    """A metadata table: *columns* maps each name to its type (``"string"``, ``"float"``)."""
-    schema = dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in columns.items()])
-    return dg.MetadataValue.table([dg.TableRecord(row) for row in rows], schema)
-
-
 def _r2_table(r2: dict[str, dict[str, float | None]]) -> dg.TableMetadataValue:
     params = sorted({p for scores in r2.values() for p in scores})
     return metadata_table(
@@ -126,6 +119,7 @@ def _r2_table(r2: dict[str, dict[str, float | None]]) -> dg.TableMetadataValue:
     kinds={"pytorch"},
     pool=GPU_POOL,
     code_version="compressor-1",
+    automation_condition=rebuild_model,
 )
 def compressor_model(
     context: dg.AssetExecutionContext,
@@ -137,6 +131,8 @@ def compressor_model(
 
     Resumes an interrupted training from its last checkpoint.
     """
+    from lensing_core.inference.pipeline import train_compressor  # torch: load when used
+
     lmax, noise = config_of(context.partition_key)
     cfg = config.to_core(training.compressor_config())
     root = storage.data_root()
@@ -182,6 +178,7 @@ def compressor_model(
     kinds={"pytorch"},
     pool=GPU_POOL,
     code_version="npe-1",
+    automation_condition=rebuild_model,
 )
 def npe_model(
     context: dg.AssetExecutionContext,
@@ -190,6 +187,8 @@ def npe_model(
     training: TrainingResource,
 ) -> dg.MaterializeResult:
     """Gaussian NPE of one configuration, trained on summaries of augmented tiles."""
+    from lensing_core.inference.pipeline import train_npe  # torch: load when used
+
     lmax, noise = config_of(context.partition_key)
     root = storage.data_root()
     try:

@@ -1,4 +1,9 @@
-"""Partition definitions, built once from the configured suite.
+"""Partition definitions: sims are dynamic partitions, registered in the instance.
+
+The sim partitions (``sims``) live in the Dagster instance, so that simulations that appear
+in the source become partitions without a restart: the discovery sensor registers them, and
+:func:`register_sims` (``python -m lensing_assets.register``, ``make demo``) registers the
+configured suite's sims at once.
 
 The sim x lmax key reads ``SIM|LMAX`` (e.g. ``109|600``): Dagster orders the parts of a
 multi-partition key by dimension *name*, and ``"sim" < "tile_lmax"``. The configuration key
@@ -19,7 +24,8 @@ CATALOG = SETTINGS.catalog()
 SIM_DIM = "sim"
 LMAX_DIM = "tile_lmax"
 
-sim_partitions_def = dg.StaticPartitionsDefinition([str(i) for i in CATALOG.sim_ids])
+SIMS_PARTITIONS = "sims"
+sim_partitions_def = dg.DynamicPartitionsDefinition(name=SIMS_PARTITIONS)
 lmax_partitions_def = dg.StaticPartitionsDefinition([str(lmax) for lmax in LMAX_TO_NSIDE])
 sim_lmax_partitions_def = dg.MultiPartitionsDefinition(
     {SIM_DIM: sim_partitions_def, LMAX_DIM: lmax_partitions_def}
@@ -53,3 +59,12 @@ def config_of(partition_key: dg.MultiPartitionKey | str) -> tuple[int, str]:
     """``(lmax, noise_level)`` of a configuration key such as ``"200|des_y3"``."""
     dims = _dims(dataset_partitions_def, partition_key)
     return int(dims["lmax"]), dims["noise"]
+
+
+def register_sims(instance: dg.DagsterInstance, sim_ids: list[int]) -> list[int]:
+    """Add the sims of *sim_ids* that are not partitions yet; returns those added, sorted."""
+    known = set(instance.get_dynamic_partitions(SIMS_PARTITIONS))
+    new = sorted({int(s) for s in sim_ids if str(int(s)) not in known})
+    if new:
+        instance.add_dynamic_partitions(SIMS_PARTITIONS, [str(s) for s in new])
+    return new

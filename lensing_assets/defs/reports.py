@@ -1,13 +1,12 @@
 """The figure-of-merit report per (lmax, noise level): ``fom_result.json`` and its figure."""
 
-import base64
-
 import dagster as dg
 
-from lensing_assets.defs.models import metadata_table, missing_input, npe_model
+from lensing_assets.defs.conditions import rebuild_model
+from lensing_assets.defs.metadata import markdown_image, metadata_table
+from lensing_assets.defs.models import missing_input, npe_model
 from lensing_assets.defs.partitions import config_of, dataset_partitions_def
 from lensing_assets.defs.resources import LensingStorage, TrainingResource
-from lensing_core.inference.pipeline import fom_report as make_fom_report
 from lensing_core.io import InputMissingError
 
 _TABLE_FIELDS = (
@@ -40,11 +39,14 @@ def fom_table(record: dict) -> dg.TableMetadataValue:
     group_name="reports",
     kinds={"json"},
     code_version="fom-report-1",
+    automation_condition=rebuild_model,
 )
 def fom_report(
     context: dg.AssetExecutionContext, storage: LensingStorage, training: TrainingResource
 ) -> dg.MaterializeResult:
     """FoM of (Omega_m, S8) on the 12 tiles of the fiducial sim 109, with calibration."""
+    from lensing_core.inference.pipeline import fom_report as make_fom_report  # torch
+
     lmax, noise = config_of(context.partition_key)
     root = storage.data_root()
     try:
@@ -53,7 +55,6 @@ def fom_report(
         raise missing_input(err, root, str(context.partition_key)) from None
     r = report.record
     calib = r["calibration"]
-    image = base64.b64encode(report.figure_png).decode("ascii")
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(report.result_path)),
@@ -67,6 +68,6 @@ def fom_report(
             "fom": fom_table(r),
             "fom_fiducial_all": r["fom_fiducial_all"],
             "r2_test": r["r2_test"],
-            "figure": dg.MetadataValue.md(f"![FoM report](data:image/png;base64,{image})"),
+            "figure": markdown_image(report.figure_png, "FoM report"),
         }
     )

@@ -5,8 +5,17 @@ Classes
 CompressorConfig
     Backbone, head, optimiser, schedule, augmentation and precision of one training run.
 
+Classes
+-------
+CompressorConfig
+    Backbone, head, optimiser, schedule, augmentation and precision of one training run.
+NPEConfig
+    Architecture and training settings of the Gaussian NPE.
+
 Constants
 ---------
+BEST_CKPT, LAST_CKPT, NORM_STATS_JSON, SPLIT_JSON, RESULT_JSON, NPE_CKPT, FOM_RESULT_JSON
+    File names of a configuration's models (SPEC section 10).
 COMPRESSOR_PRESETS
     Named starting points: ``"full"`` (EfficientNetV2-S, for a GPU) and ``"cpu_demo"``
     (timm's ``test_efficientnet``, a few minutes on 2 CPU cores).
@@ -26,6 +35,16 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 PRECISIONS: tuple[str, ...] = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true")
+
+# models/compressor/lmax{L}_{noise}/
+BEST_CKPT = "best.ckpt"
+LAST_CKPT = "last.ckpt"
+NORM_STATS_JSON = "norm_stats.json"
+SPLIT_JSON = "split.json"
+RESULT_JSON = "result.json"
+# models/npe/lmax{L}_{noise}/
+NPE_CKPT = "npe_best.ckpt"
+FOM_RESULT_JSON = "fom_result.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +147,16 @@ class CompressorConfig:
         ValueError
             A key is not a field (never silently dropped), or a value is out of range.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown CompressorConfig keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return cls(**_checked_fields(cls, values))
+
+
+def _checked_fields(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """*values* as keyword arguments of dataclass *cls*; an unknown key is an error."""
+    known = sorted(f.name for f in fields(cls))
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {known}")
+    return dict(values)
 
 
 def resolve_precision(precision: str, accelerator: str = "auto") -> str:
@@ -206,3 +230,92 @@ def compressor_preset(name: str) -> CompressorConfig:
     except KeyError:
         known = sorted(COMPRESSOR_PRESETS)
         raise ValueError(f"unknown compressor preset {name!r}; known: {known}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class NPEConfig:
+    """
+    Settings of the Gaussian NPE and of its training.
+
+    Parameters
+    ----------
+    hidden
+        Units per hidden layer.
+    n_hidden_layers
+        Number of hidden layers of the MLP.
+    min_scale
+        Floor added to the Cholesky diagonal (normalised-theta units): keeps the covariance
+        positive definite and the loss finite.
+    lr
+        AdamW learning rate.
+    weight_decay
+        AdamW weight decay.
+    batch_size
+        Rows per optimisation step (indices handed to ``make_batch``).
+    max_epochs
+        Upper bound on passes over the training indices.
+    patience
+        Stop after this many epochs without a validation NLL better than the last progress by
+        more than *min_delta*; the state of the lowest validation NLL is kept.
+    min_delta
+        Improvement of the validation NLL (nats per row) that counts as progress.
+    lr_decay_patience, lr_decay_factor
+        Multiply the learning rate by *lr_decay_factor* after *lr_decay_patience* epochs
+        without progress (so the covariance settles instead of following the step noise).
+    seed
+        Seed of the generator :func:`fit_npe` creates when the caller gives none.
+    """
+
+    hidden: int = 64
+    n_hidden_layers: int = 2
+    min_scale: float = 1e-3
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    max_epochs: int = 200
+    patience: int = 20
+    min_delta: float = 1e-4
+    lr_decay_patience: int = 5
+    lr_decay_factor: float = 0.5
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        positive = {
+            "hidden": self.hidden,
+            "n_hidden_layers": self.n_hidden_layers,
+            "min_scale": self.min_scale,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "max_epochs": self.max_epochs,
+            "patience": self.patience,
+            "lr_decay_patience": self.lr_decay_patience,
+        }
+        bad = {name: value for name, value in positive.items() if not value > 0}
+        if bad:
+            msg = f"NPEConfig: these settings must be positive, got {bad}"
+            raise ValueError(msg)
+        if not 0 < self.lr_decay_factor <= 1:
+            msg = f"NPEConfig: lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}"
+            raise ValueError(msg)
+        if self.weight_decay < 0 or self.min_delta < 0:
+            msg = (
+                "NPEConfig: weight_decay and min_delta must be >= 0, got "
+                f"{self.weight_decay} and {self.min_delta}"
+            )
+            raise ValueError(msg)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> NPEConfig:
+        """
+        Build a config from a mapping, rejecting keys that are not fields.
+
+        Raises
+        ------
+        ValueError
+            If *values* has a key that is not a setting (listing the known ones).
+        """
+        return cls(**_checked_fields(cls, values))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready mapping (inverse of :meth:`from_dict`)."""
+        return asdict(self)

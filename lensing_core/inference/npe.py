@@ -36,7 +36,6 @@ save_npe, load_npe
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import math
@@ -52,6 +51,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lensing_core.inference.config import NPEConfig
 from lensing_core.io import InputMissingError, atomic_path
 
 logger = logging.getLogger(__name__)
@@ -61,100 +61,6 @@ CHECKPOINT_FORMAT = "lensing_core.npe/1"
 
 #: ``make_batch(indices, generator) -> (summaries (B, n_summaries), theta_norm (B, n_params))``.
 MakeBatch = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
-
-
-@dataclass(frozen=True, slots=True)
-class NPEConfig:
-    """
-    Settings of the Gaussian NPE and of its training.
-
-    Parameters
-    ----------
-    hidden
-        Units per hidden layer.
-    n_hidden_layers
-        Number of hidden layers of the MLP.
-    min_scale
-        Floor added to the Cholesky diagonal (normalised-theta units): keeps the covariance
-        positive definite and the loss finite.
-    lr
-        AdamW learning rate.
-    weight_decay
-        AdamW weight decay.
-    batch_size
-        Rows per optimisation step (indices handed to ``make_batch``).
-    max_epochs
-        Upper bound on passes over the training indices.
-    patience
-        Stop after this many epochs without a validation NLL better than the last progress by
-        more than *min_delta*; the state of the lowest validation NLL is kept.
-    min_delta
-        Improvement of the validation NLL (nats per row) that counts as progress.
-    lr_decay_patience, lr_decay_factor
-        Multiply the learning rate by *lr_decay_factor* after *lr_decay_patience* epochs
-        without progress (so the covariance settles instead of following the step noise).
-    seed
-        Seed of the generator :func:`fit_npe` creates when the caller gives none.
-    """
-
-    hidden: int = 64
-    n_hidden_layers: int = 2
-    min_scale: float = 1e-3
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 256
-    max_epochs: int = 200
-    patience: int = 20
-    min_delta: float = 1e-4
-    lr_decay_patience: int = 5
-    lr_decay_factor: float = 0.5
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        positive = {
-            "hidden": self.hidden,
-            "n_hidden_layers": self.n_hidden_layers,
-            "min_scale": self.min_scale,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "max_epochs": self.max_epochs,
-            "patience": self.patience,
-            "lr_decay_patience": self.lr_decay_patience,
-        }
-        bad = {name: value for name, value in positive.items() if not value > 0}
-        if bad:
-            msg = f"NPEConfig: these settings must be positive, got {bad}"
-            raise ValueError(msg)
-        if not 0 < self.lr_decay_factor <= 1:
-            msg = f"NPEConfig: lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}"
-            raise ValueError(msg)
-        if self.weight_decay < 0 or self.min_delta < 0:
-            msg = (
-                "NPEConfig: weight_decay and min_delta must be >= 0, got "
-                f"{self.weight_decay} and {self.min_delta}"
-            )
-            raise ValueError(msg)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> NPEConfig:
-        """
-        Build a config from a mapping, rejecting keys that are not fields.
-
-        Raises
-        ------
-        ValueError
-            If *values* has a key that is not a setting (listing the known ones).
-        """
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            msg = f"NPEConfig: unknown settings {unknown}; known: {known}"
-            raise ValueError(msg)
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a JSON-ready mapping (inverse of :meth:`from_dict`)."""
-        return dataclasses.asdict(self)
 
 
 def _check_last_dim(x: torch.Tensor, size: int, name: str) -> None:

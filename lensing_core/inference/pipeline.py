@@ -45,18 +45,20 @@ from lensing_core.dataset.parquet import ShardReport, config_dir, read_shard_man
 from lensing_core.dataset.schema import SHARD_GLOB, config_name
 from lensing_core.dataset.splits import Split, load_split, make_split
 from lensing_core.inference.compressor import CompressorModule, augment_tiles, load_compressor
-from lensing_core.inference.config import CompressorConfig
-from lensing_core.inference.fom import fom_from_cov, fom_summary, to_physical, write_fom_result
-from lensing_core.inference.npe import LoadedNPE, NPEConfig, fit_npe, load_npe, save_npe
-from lensing_core.inference.training import (
+from lensing_core.inference.config import (
     BEST_CKPT,
+    FOM_RESULT_JSON,
     LAST_CKPT,
     NORM_STATS_JSON,
+    NPE_CKPT,
     RESULT_JSON,
     SPLIT_JSON,
-    CompressorResult,
-    fit_compressor,
+    CompressorConfig,
+    NPEConfig,
 )
+from lensing_core.inference.fom import fom_from_cov, fom_summary, to_physical, write_fom_result
+from lensing_core.inference.npe import LoadedNPE, fit_npe, load_npe, save_npe
+from lensing_core.inference.training import CompressorResult, fit_compressor
 from lensing_core.io import InputMissingError, atomic_path, file_sha256
 from lensing_core.plotting.figures import figure_to_png_bytes
 from lensing_core.plotting.fom import fom_figure
@@ -65,8 +67,6 @@ from lensing_core.storage import DataRoot
 
 logger = logging.getLogger(__name__)
 
-NPE_CKPT = "npe_best.ckpt"
-FOM_RESULT_JSON = "fom_result.json"
 COMPRESS_BATCH = 256
 
 

@@ -72,16 +72,19 @@ from lensing_core.dataset.loader import TileDataset, TileTable, iter_batches, ti
 from lensing_core.dataset.normalization import NormStats, compute_norm_stats, save_norm_stats
 from lensing_core.dataset.splits import Split, load_split, save_split
 from lensing_core.inference.compressor import CompressorModule, load_compressor, read_checkpoint
-from lensing_core.inference.config import CompressorConfig, resolve_precision
+from lensing_core.inference.config import (
+    BEST_CKPT,
+    LAST_CKPT,
+    NORM_STATS_JSON,
+    RESULT_JSON,
+    SPLIT_JSON,
+    CompressorConfig,
+    resolve_precision,
+)
 from lensing_core.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
-BEST_CKPT = "best.ckpt"
-LAST_CKPT = "last.ckpt"
-NORM_STATS_JSON = "norm_stats.json"
-SPLIT_JSON = "split.json"
-RESULT_JSON = "result.json"
 LOG_DIR = "logs"
 
 #: Config fields that may change between a run and its resumption.

@@ -22,6 +22,8 @@ tiles_from_alm
 extract_tiles_reference
     The straightforward path of the published dataset: a healpy analysis and rotation for
     every output. For tests and benchmarks.
+tile_membership
+    Which of the 12 tiles of a scheme contain each HEALPix pixel of the sky.
 sky_coverage
     Sky fraction covered by the 12 tiles of a scheme and their pairwise overlap.
 """
@@ -35,6 +37,7 @@ from functools import lru_cache
 
 import healpy as hp
 import numpy as np
+import numpy.typing as npt
 
 from lensing_core._types import ComplexArray, FloatArray, IntArray
 from lensing_core.sky.harmonics import (
@@ -363,6 +366,44 @@ def _faces_of(vectors: FloatArray) -> IntArray:
     return hp.vec2pix(1, vectors[0], vectors[1], vectors[2], nest=True)
 
 
+def tile_membership(scheme: str = "belts", nside: int = 64) -> npt.NDArray[np.bool_]:
+    """
+    Which of the 12 tiles of a scheme contain each pixel centre of the original sky.
+
+    Parameters
+    ----------
+    scheme
+        Orientation scheme name.
+    nside
+        Sampling resolution of the sky.
+
+    Returns
+    -------
+        Boolean array of shape ``(12, npix)``, ``npix = 12 nside**2``, RING ordering:
+        ``[i, p]`` is true if tile ``i`` (order as in :func:`extract_tiles`) contains the
+        centre of pixel ``p``. Each orientation's 4 tiles are disjoint, so a pixel is in at
+        most 3 tiles.
+
+    See Also
+    --------
+    sky_coverage : the covered fraction (``membership.any(axis=0).mean()``) and overlaps.
+
+    Notes
+    -----
+    Tile ``(k, f)`` shows the original sky at directions ``p`` with ``face(R_k p) == f``,
+    where ``R_k`` is the orientation's active rotation.
+    """
+    matrices = orientation_matrices(scheme)
+    npix = 12 * nside * nside
+    sky = np.array(hp.pix2vec(nside, np.arange(npix)))  # (3, npix), original frame
+    membership = np.empty((N_TILES, npix), dtype=bool)
+    for k, matrix in enumerate(matrices):
+        faces = _faces_of(matrix @ sky)  # (npix,) base face of every direction, rotated
+        for a, face in enumerate(EQUATORIAL_FACES):
+            membership[4 * k + a] = faces == face
+    return membership
+
+
 def sky_coverage(scheme: str = "belts", nside: int = 64) -> tuple[float, FloatArray]:
     """
     Sky fraction covered by the 12 tiles of a scheme, and their pairwise overlap.
@@ -389,11 +430,7 @@ def sky_coverage(scheme: str = "belts", nside: int = 64) -> tuple[float, FloatAr
     the figures carry only the sampling error of the pixel centres.
     """
     matrices = orientation_matrices(scheme)
-    npix = 12 * nside * nside
-    sky = np.array(hp.pix2vec(nside, np.arange(npix)))  # (3, npix), original frame
-    in_tile = np.zeros(npix, dtype=bool)
-    for matrix in matrices:
-        in_tile |= np.isin(_faces_of(matrix @ sky), EQUATORIAL_FACES)
+    in_tile = tile_membership(scheme, nside).any(axis=0)  # (npix,)
     overlap = np.zeros((N_TILES, N_TILES))
     for k, matrix in enumerate(matrices):
         for a, face in enumerate(EQUATORIAL_FACES):

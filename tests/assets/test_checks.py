@@ -19,6 +19,7 @@ from lensing_core.sims.catalog import SimCatalog
 from lensing_core.sims.sources import KappaSource
 from lensing_core.storage import DataRoot
 from lensing_core.validation import CHECK_NAMES
+from tests.fixtures.dagster import ephemeral_instance
 
 IMAGE_PREFIX = "![spectra](data:image/png;base64,"
 
@@ -60,7 +61,7 @@ def _materialize(resources: dict) -> dg.ExecuteInProcessResult:
         [kappa_maps, kappa_map_checks],
         partition_key="109",
         resources=resources,
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=ephemeral_instance(),
         raise_on_error=False,
     )
 
@@ -77,7 +78,7 @@ def _run_checks_only(resources: dict) -> dg.ExecuteInProcessResult:
         selection=dg.AssetSelection.checks(kappa_map_checks),
         tags={"dagster/partition": "109"},
         resources=resources,
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=ephemeral_instance(),
         raise_on_error=False,
     )
 

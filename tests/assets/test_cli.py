@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,49 +9,33 @@ import pytest
 
 from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.storage import DataRoot
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run *command* after sourcing env.sh, as the README says, in the repository root."""
-    return subprocess.run(
-        ["bash", "-c", f". ./env.sh && {command}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+from tests.fixtures.shell import REPO, shell, user_environment
 
 
 @pytest.fixture
 def user_env(tmp_path: Path) -> dict[str, str]:
     """A user's environment: no Dagster CLI defaults, an own instance and data root."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "LENSING_"))}
-    env.update(
-        DAGSTER_HOME=str(tmp_path / "dagster_home"),
-        LENSING_DATA_ROOT=str(tmp_path / "data"),
-        LENSING_NSIDE="256",  # small maps; lmax 600 tiles are 256 x 256
-        LENSING_NTHREADS="2",
-    )
-    return env
+    return user_environment(tmp_path, LENSING_NSIDE="256")  # lmax-600 tiles are 256 x 256
 
 
 @pytest.mark.slow
 def test_readme_cli_materializes_109_600(user_env: dict[str, str]) -> None:
     """Bare CLI fails with the command to run; that command, then `-m lensing_assets`, work."""
+    registered = shell("python -m lensing_assets.register", user_env)
+    assert registered.returncode == 0, registered.stderr[-3000:]
+    assert "registered 791 new sims of 791 (synthetic source" in registered.stdout
+    again = shell("python -m lensing_assets.register", user_env)
+    assert "registered 0 new sims of 791" in again.stdout
     bare_tiles = "dagster asset materialize --select tiles --partition '109|600'"
-    first = _shell(bare_tiles, user_env)
+    first = shell(bare_tiles, user_env)
     assert first.returncode != 0
     hint = "dagster asset materialize --select kappa_maps --partition 109"
     assert "kappa maps of sim 109 are missing" in first.stdout + first.stderr
     assert hint in first.stdout + first.stderr
 
-    made = _shell(hint, user_env)
+    made = shell(hint, user_env)
     assert made.returncode == 0, made.stderr[-3000:]
-    tiles_run = _shell(
+    tiles_run = shell(
         "dagster asset materialize -m lensing_assets --select tiles --partition '109|600'", user_env
     )
     assert tiles_run.returncode == 0, tiles_run.stderr[-3000:]
@@ -64,14 +46,14 @@ def test_readme_cli_materializes_109_600(user_env: dict[str, str]) -> None:
     assert meta["lmax"] == 600
     assert np.isfinite(by_noise["lsst_y10"]).all()
 
-    again = _shell(bare_tiles, user_env)
+    again = shell(bare_tiles, user_env)
     assert again.returncode == 0, again.stderr[-3000:]
 
     # The runs were recorded in the instance that the repository's dagster.yaml configures.
     home = Path(user_env["DAGSTER_HOME"])
     assert (home / "dagster.yaml").resolve() == REPO / "dagster.yaml"
     assert (home / "history" / "runs.db").is_file() or (home / "storage").is_dir()
-    listed = _shell(
+    listed = shell(
         "python -c 'import dagster as dg; i = dg.DagsterInstance.get(); "
         'print(sorted(i.get_materialized_partitions(dg.AssetKey("tiles"))))\'',
         user_env,
@@ -83,5 +65,5 @@ def test_readme_cli_materializes_109_600(user_env: dict[str, str]) -> None:
 @pytest.mark.slow
 def test_definitions_validate(user_env: dict[str, str]) -> None:
     """`dagster definitions validate` accepts the code location."""
-    result = _shell("dagster definitions validate -m lensing_assets", user_env)
+    result = shell("dagster definitions validate -m lensing_assets", user_env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

@@ -14,13 +14,14 @@ from lensing_assets.defs.resources import HfHubResource
 from lensing_assets.defs.tiles import tiles
 from lensing_core.dataset.hf import load_local_config
 from lensing_core.sims.catalog import synthetic_catalog
+from tests.fixtures.dagster import ephemeral_instance
 
 SIMS = (108, 109)
 
 
 def _ok(asset: dg.AssetsDefinition, key: str | None, resources: dict) -> dg.ExecuteInProcessResult:
     result = dg.materialize(
-        [asset], partition_key=key, resources=resources, instance=dg.DagsterInstance.ephemeral()
+        [asset], partition_key=key, resources=resources, instance=ephemeral_instance()
     )
     assert result.success
     return result

@@ -6,11 +6,13 @@ import dagster as dg
 
 from lensing_assets import defs
 from lensing_assets.defs.partitions import (
+    register_sims,
     sim_lmax_of,
     sim_lmax_partitions_def,
     sim_partitions_def,
 )
 from lensing_core.sims.catalog import synthetic_catalog
+from tests.fixtures.dagster import ephemeral_instance
 
 
 def test_definitions_load_with_expected_graph() -> None:
@@ -21,7 +23,8 @@ def test_definitions_load_with_expected_graph() -> None:
         for key in graph.get_all_asset_keys()
     }
     assert parents == {
-        "kappa_maps": set(),
+        "sim_inputs": set(),
+        "kappa_maps": {"sim_inputs"},
         "tiles": {"kappa_maps"},
         "tile_shards": {"tiles"},
         "hf_dataset": {"tile_shards"},
@@ -41,15 +44,22 @@ def test_definitions_load_with_expected_graph() -> None:
     }
 
 
-def test_partitions_follow_the_configured_catalog() -> None:
-    """Sim partitions are the default suite's ids; lmax partitions the five band limits."""
-    assert sim_partitions_def.get_partition_keys() == [str(i) for i in synthetic_catalog().sim_ids]
+def test_sim_partitions_are_registered_from_the_configured_catalog() -> None:
+    """Sim partitions live in the instance: registering the suite gives its ids, once."""
+    instance = dg.DagsterInstance.ephemeral()
+    assert sim_partitions_def.get_partition_keys(dynamic_partitions_store=instance) == []
+    ids = synthetic_catalog().sim_ids
+    assert register_sims(instance, ids) == sorted(ids)
+    assert register_sims(instance, [*ids[:3], 5000]) == [5000]
+    keys = sim_partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+    assert sorted(map(int, keys)) == sorted([*ids, 5000])
     dims = {
-        d.name: d.partitions_def.get_partition_keys()
+        d.name: d.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
         for d in sim_lmax_partitions_def.partitions_defs
     }
     assert dims["tile_lmax"] == ["200", "400", "600", "800", "1000"]
-    assert len(sim_lmax_partitions_def.get_partition_keys()) == 791 * 5
+    all_keys = sim_lmax_partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+    assert len(all_keys) == 792 * 5
 
 
 def test_key_109_600_is_sim_109_at_lmax_600() -> None:
@@ -57,19 +67,22 @@ def test_key_109_600_is_sim_109_at_lmax_600() -> None:
     key = sim_lmax_partitions_def.get_partition_key_from_str("109|600")
     assert key.keys_by_dimension == {"sim": "109", "tile_lmax": "600"}
     assert sim_lmax_of("109|600") == (109, 600)
-    assert "109|600" in sim_lmax_partitions_def.get_partition_keys()
-    assert "600|109" not in sim_lmax_partitions_def.get_partition_keys()
+    keys = sim_lmax_partitions_def.get_partition_keys(dynamic_partitions_store=ephemeral_instance())
+    assert "109|600" in keys
+    assert "600|109" not in keys
 
 
 def test_tiles_depend_on_the_same_sim_kappa_partition() -> None:
     """Partition mapping: tiles[109|600] reads kappa_maps[109] and nothing else."""
     graph = defs.resolve_asset_graph()
     mapping = graph.get_partition_mapping(dg.AssetKey("tiles"), dg.AssetKey("kappa_maps"))
-    upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
-        sim_lmax_partitions_def.subset_with_partition_keys(["109|600"]),
-        sim_lmax_partitions_def,
-        sim_partitions_def,
-    )
+    instance = ephemeral_instance()
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
+            sim_lmax_partitions_def.subset_with_partition_keys(["109|600"]),
+            sim_lmax_partitions_def,
+            sim_partitions_def,
+        )
     assert set(upstream.partitions_subset.get_partition_keys()) == {"109"}
 
 
@@ -81,12 +94,13 @@ def test_shards_of_a_configuration_read_every_sim_at_its_lmax() -> None:
     mapping = graph.get_partition_mapping(dg.AssetKey("tile_shards"), dg.AssetKey("tiles"))
     key = dataset_partitions_def.get_partition_key_from_str("600|des_y3")
     assert key.keys_by_dimension == {"lmax": "600", "noise": "des_y3"}
-    upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
-        dataset_partitions_def.subset_with_partition_keys(["600|des_y3"]),
-        dataset_partitions_def,
-        sim_lmax_partitions_def,
-    )
-    assert set(upstream.partitions_subset.get_partition_keys()) == {
-        f"{sim}|600" for sim in sim_partitions_def.get_partition_keys()
-    }
+    instance = ephemeral_instance()
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
+            dataset_partitions_def.subset_with_partition_keys(["600|des_y3"]),
+            dataset_partitions_def,
+            sim_lmax_partitions_def,
+        )
+        sims = sim_partitions_def.get_partition_keys()
+        assert set(upstream.partitions_subset.get_partition_keys()) == {f"{s}|600" for s in sims}
     assert len(dataset_partitions_def.get_partition_keys()) == 15

@@ -6,36 +6,19 @@ on 32 sims at nside 128, from an empty data root and instance, and checks what i
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.fixtures.shell import shell, user_environment
 
 
 @pytest.mark.slow
 def test_make_demo_trains_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "LENSING_"))}
-    env.update(
-        DAGSTER_HOME=str(tmp_path / "dagster_home"),
-        LENSING_DATA_ROOT=str(tmp_path / "data"),
-        LENSING_SUITE="101-132",
-        LENSING_NSIDE="128",
-        LENSING_NTHREADS="2",
-    )
-    done = subprocess.run(
-        ["make", "--no-print-directory", "demo"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
+    env = user_environment(tmp_path, LENSING_SUITE="101-132", LENSING_NSIDE="128")
+    done = shell("make --no-print-directory demo", env, timeout=1200)
     out = done.stdout
     assert done.returncode == 0, (out + done.stderr)[-4000:]
     for job in ("compressor_job", "npe_job", "fom_report_job"):

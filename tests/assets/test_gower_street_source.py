@@ -10,8 +10,9 @@ import pytest
 from lensing_core.sims.catalog import FIDUCIAL_PARAMS
 from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.storage import DataRoot
-from tests.assets.test_cli import _shell, user_env  # noqa: F401  (fixture)
+from tests.assets.test_cli import user_env  # noqa: F401  (fixture)
 from tests.fixtures.gower import write_gower_sim
+from tests.fixtures.shell import shell
 
 TABLE_HEAD = (
     ",,,Cosmological parameters,,,,,,,Derived parameters,,,\n"
@@ -49,9 +50,11 @@ def test_kappa_and_tiles_of_a_gower_street_sim(tmp_path: Path, user_env: dict[st
         "LENSING_CATALOG_CSV": str(table),
         "LENSING_NSIDE": "128",
     }
-    kappa = _shell("dagster asset materialize --select kappa_maps --partition 109", env)
+    registered = shell("python -m lensing_assets.register", env)
+    assert "registered 1 new sims of 1 (gower_street source" in registered.stdout  # no sim00007/
+    kappa = shell("dagster asset materialize --select kappa_maps --partition 109", env)
     assert kappa.returncode == 0, kappa.stderr[-3000:]
-    tiles = _shell("dagster asset materialize --select tiles --partition '109|200'", env)
+    tiles = shell("dagster asset materialize --select tiles --partition '109|200'", env)
     assert tiles.returncode == 0, tiles.stderr[-3000:]
 
     root = DataRoot(Path(env["LENSING_DATA_ROOT"]))
@@ -66,7 +69,8 @@ def test_kappa_and_tiles_of_a_gower_street_sim(tmp_path: Path, user_env: dict[st
     assert by_noise["noiseless"].shape == (12, 4, 128, 128)
     assert by_noise["noiseless"].std() > 0
 
-    missing = _shell("dagster asset materialize --select kappa_maps --partition 7", env)
+    assert shell("python -m lensing_assets.register 7", env).returncode == 0
+    missing = shell("dagster asset materialize --select kappa_maps --partition 7", env)
     assert missing.returncode != 0
     assert (
         f"simulation directory of sim 7 is missing: {sims_dir / 'sim00007'}"

@@ -24,6 +24,7 @@ from lensing_assets.defs.tiles import tiles
 from lensing_core.inference.config import CompressorConfig, compressor_preset
 from lensing_core.inference.npe import NPEConfig
 from lensing_core.storage import DataRoot
+from tests.fixtures.dagster import ephemeral_instance
 
 SIMS = (7, 12, 20, 109)
 KEY = "200|des_y3"
@@ -72,16 +73,29 @@ def test_training_goes_through_the_gpu_pool_and_run_tag() -> None:
         assert asset.op.pool == GPU_POOL
     for name in ("compressor_job", "npe_job"):
         assert defs.resolve_job_def(name).tags["lensing/resource"] == "gpu"
-    text = (Path(__file__).parents[2] / "dagster.yaml").read_text()
-    assert "key: lensing/resource" in text
-    assert "default_limit: 1" in text
+
+
+def test_repository_instance_limits_runs_and_the_gpu_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repository's dagster.yaml, as env.sh installs it: run queue and pool limits."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").symlink_to(Path(__file__).parents[2] / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    concurrency = dg.DagsterInstance.from_config(str(home)).get_concurrency_config()
+    assert concurrency.pool_config.default_pool_limit == 1  # the "gpu" pool: one step at once
+    runs = concurrency.run_queue_config
+    assert runs.max_concurrent_runs == 2
+    limits = {(lim["key"], lim.get("value")): lim["limit"] for lim in runs.tag_concurrency_limits}
+    assert limits[("lensing/resource", "gpu")] == 1
 
 
 @pytest.mark.slow
 def test_models_and_report_from_tiles(data_root: Path, test_resources: dict) -> None:
     """tiles -> shards -> compressor -> NPE -> report, with the report in the metadata."""
     resources = {**test_resources, "training": TrainingResource(preset="cpu_demo")}
-    instance = dg.DagsterInstance.ephemeral()
+    instance = ephemeral_instance()
     for sim in SIMS:
         assert _run(kappa_maps, str(sim), resources, instance).success
         assert _run(tiles, f"{sim}|200", resources, instance).success
@@ -126,7 +140,7 @@ def test_missing_shards_name_configuration_and_command(
 ) -> None:
     """Each model asset of a configuration without shards says so and how to make them."""
     resources = {**test_resources, "training": TrainingResource(preset="cpu_demo")}
-    result = _run(asset, "400|lsst_y10", resources, dg.DagsterInstance.ephemeral())
+    result = _run(asset, "400|lsst_y10", resources, ephemeral_instance())
     message = _failure_message(result)
     assert "configuration lmax_400_lsst_y10" in message
     assert str(data_root / "hf_dataset" / "data" / "lmax_400_lsst_y10") in message

@@ -13,6 +13,7 @@ from lensing_assets.defs.resources import KappaSourceResource, LensingStorage, T
 from lensing_assets.defs.tiles import tiles
 from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.storage import KAPPA_KEYS, DataRoot
+from tests.fixtures.dagster import ephemeral_instance
 
 
 def _materialize(
@@ -22,7 +23,7 @@ def _materialize(
         [asset],
         partition_key=key,
         resources=resources,
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=ephemeral_instance(),
         raise_on_error=False,
     )
 
@@ -155,7 +156,7 @@ def test_sim_not_in_catalog(data_root: Path, test_resources: dict) -> None:
             [kappa_maps],
             partition_key="99999",
             resources=test_resources,
-            instance=dg.DagsterInstance.ephemeral(),
+            instance=ephemeral_instance(),
         )
     small = {**test_resources, "kappa_source": KappaSourceResource(suite="1-5", nside=128)}
     with pytest.raises(KeyError, match="sim 109 is not in the catalog"):
@@ -210,3 +211,17 @@ def test_kappa_npz_source(data_root: Path, tmp_path: Path, rng: np.random.Genera
     (source_dir / "sim00109" / "kappa_maps.npz").unlink()
     message = _failure_message(_materialize(kappa_maps, "109", resources))
     assert str(source_dir / "sim00109" / "kappa_maps.npz") in message
+
+
+def test_tiles_metadata_embeds_gallery_and_coverage_figures(
+    data_root: Path, test_resources: dict
+) -> None:
+    """tiles[109|200] metadata shows the des_y3 tile gallery and the scheme's coverage figure."""
+    assert _materialize(kappa_maps, "109", test_resources).success
+    result = _materialize(tiles, "109|200", test_resources)
+    assert result.success
+    meta = result.asset_materializations_for_node("tiles")[0].metadata
+    for key in ("tile_gallery", "coverage_figure"):
+        text = meta[key].value
+        assert text.startswith("![")
+        assert "data:image/png;base64,iVBOR" in text

@@ -192,7 +192,7 @@ def test_config_rejects_unknown_and_bad_settings() -> None:
     assert cfg.n_hidden_layers == 2
     assert cfg.seed == 42
     assert NPEConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match=r"unknown settings \['hiden'\]"):
+    with pytest.raises(ValueError, match=r"unknown NPEConfig keys \['hiden'\]"):
         NPEConfig.from_dict({"hiden": 32})
     with pytest.raises(ValueError, match="must be positive"):
         NPEConfig(batch_size=0)

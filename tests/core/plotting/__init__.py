@@ -1,0 +1,1 @@
+"""Tests of lensing_core.plotting."""

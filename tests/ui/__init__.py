@@ -1,0 +1,1 @@
+"""Tests of the web UI: the Dagster webserver and what a browser shows of it."""
