@@ -111,6 +111,23 @@ def test_changed_input_rebuilds_that_sims_kappa_and_five_tiles(
     assert tick() == {}
 
 
+def test_nothing_is_requested_while_a_run_of_the_partition_is_in_progress(
+    instance: dg.DagsterInstance,
+) -> None:
+    """A queued run of kappa_maps[2]: its changed input waits until the run is over."""
+    _built(instance)
+    tick = Ticks(instance, defs)
+    assert tick() == {}
+    run = instance.create_run_for_job(
+        job_def=defs.resolve_job_def("kappa_job"), tags={"dagster/partition": "2"}
+    )
+    _observed(instance, "2", "b")
+    assert tick() == {}
+    assert tick() == {}
+    instance.report_run_canceled(run)
+    assert tick() == {"kappa_maps": {"2"}}
+
+
 def test_fan_in_assets_rebuild_once_after_the_wave_settles(
     instance: dg.DagsterInstance,
 ) -> None:
