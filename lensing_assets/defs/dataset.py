@@ -13,8 +13,11 @@ from lensing_assets.defs.resources import (
     TilingResource,
 )
 from lensing_assets.defs.tiles import tiles
-from lensing_core.dataset.hf import push_revision, write_hf_revision
+from lensing_core.dataset.hf import REVISION_ID_VERSION, push_revision, write_hf_revision
 from lensing_core.dataset.parquet import hf_dataset_dir, write_config_shards
+from lensing_core.dataset.schema import CONTENT_HASH_VERSION
+
+SHARDS_CODE_VERSION = f"shards-1/{CONTENT_HASH_VERSION}"
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)  # the mapping is beta in Dagster 1.13
@@ -29,6 +32,7 @@ with warnings.catch_warnings():
     deps=[dg.AssetDep(tiles, partition_mapping=same_lmax)],
     group_name="dataset",
     kinds={"parquet"},
+    code_version=SHARDS_CODE_VERSION,
     automation_condition=fan_in,
 )
 def tile_shards(
@@ -53,7 +57,11 @@ def tile_shards(
 
 
 @dg.asset(
-    deps=[tile_shards], group_name="dataset", kinds={"huggingface"}, automation_condition=fan_in
+    deps=[tile_shards],
+    group_name="dataset",
+    kinds={"huggingface"},
+    code_version=REVISION_ID_VERSION,
+    automation_condition=fan_in,
 )
 def hf_dataset(
     storage: LensingStorage, tiling: TilingResource, hf_hub: HfHubResource

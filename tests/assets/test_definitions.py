@@ -104,3 +104,14 @@ def test_shards_of_a_configuration_read_every_sim_at_its_lmax() -> None:
         sims = sim_partitions_def.get_partition_keys()
         assert set(upstream.partitions_subset.get_partition_keys()) == {f"{s}|600" for s in sims}
     assert len(dataset_partitions_def.get_partition_keys()) == 15
+
+
+def test_every_computed_asset_declares_a_code_version() -> None:
+    """Bumping one (e.g. lensing_core.products.TILES_CODE_VERSION) makes its partitions stale."""
+    versions = {}
+    for asset in defs.assets:  # type: ignore[union-attr]
+        by_key = getattr(asset, "code_versions_by_key", {})  # a SourceAsset has none
+        versions.update({k.to_user_string(): v for k, v in by_key.items()})
+    computed = {k.to_user_string() for k in defs.resolve_all_asset_keys()} - {"sim_inputs"}
+    assert {name for name, version in versions.items() if version} == computed
+    assert versions["tiles"] == "tiles-1"
