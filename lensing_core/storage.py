@@ -138,6 +138,19 @@ class DataRoot:
         )
         return kappa_maps_from_arrays(arrays, what=f"kappa maps of sim {sim_id} ({path})"), metadata
 
+    def read_kappa_metadata(self, sim_id: int, *, missing_hint: str = "") -> dict[str, Any]:
+        """
+        The metadata record of one sim's kappa file, without reading its arrays.
+
+        Raises
+        ------
+        lensing_core.io.InputMissingError, ValueError
+            As :meth:`read_kappa`.
+        """
+        what = f"kappa maps of sim {sim_id}"
+        _, metadata = read_npz(self.kappa_path(sim_id), (), what=what, missing_hint=missing_hint)
+        return metadata
+
     def read_kappa_alm(
         self, sim_id: int, *, missing_hint: str = ""
     ) -> tuple[ComplexArray | None, dict[str, Any]]:
@@ -155,7 +168,7 @@ class DataRoot:
         """
         path = self.kappa_path(sim_id)
         what = f"kappa maps of sim {sim_id}"
-        arrays, metadata = read_npz(path, (), what=what, missing_hint=missing_hint)
+        metadata = self.read_kappa_metadata(sim_id, missing_hint=missing_hint)
         if "alm" not in metadata:
             return None, metadata
         arrays, _ = read_npz(path, ("alm",), what=what)

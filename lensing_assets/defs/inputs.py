@@ -21,11 +21,9 @@ import dagster as dg
 from lensing_assets.defs.conditions import SENSOR_STATUS
 from lensing_assets.defs.partitions import SIMS_PARTITIONS, sim_partitions_def
 from lensing_assets.defs.resources import KappaSourceResource, LensingStorage
-from lensing_core.io import read_npz
 from lensing_core.sims.inputs import discover_sim_ids, input_version
+from lensing_core.sims.sources import KappaSource
 from lensing_core.storage import DataRoot
-
-logger = logging.getLogger(__name__)
 
 SIM_INPUTS_KEY = dg.AssetKey("sim_inputs")
 KAPPA_KEY = dg.AssetKey("kappa_maps")
@@ -48,28 +46,37 @@ with warnings.catch_warnings():
         kappa_source: KappaSourceResource,
     ) -> dg.DataVersionsByPartition:
         """Observe the input version of every registered sim (the UI's "Observe" button)."""
-        source = kappa_source.build()
-        cache = storage.data_root().input_hash_cache()
-        versions = {}
-        for key in context.instance.get_dynamic_partitions(SIMS_PARTITIONS):
-            try:
-                versions[key] = input_version(source, int(key), cache=cache)
-            except (KeyError, FileNotFoundError) as err:
-                context.log.warning(f"sim {key}: inputs not observable: {err}")
-        cache.save()
-        return dg.DataVersionsByPartition(versions)
+        sims = [int(key) for key in context.instance.get_dynamic_partitions(SIMS_PARTITIONS)]
+        versions = input_versions(kappa_source.build(), storage.data_root(), sims, context.log)
+        return dg.DataVersionsByPartition({str(s): v for s, v in versions.items()})
+
+
+def input_versions(
+    source: KappaSource, root: DataRoot, sim_ids: list[int], log: logging.Logger
+) -> dict[int, str]:
+    """Input version of each of *sim_ids*, with the content hashes cached under *root*.
+
+    A sim whose inputs cannot be read is logged and left out.
+    """
+    cache = root.input_hash_cache()
+    versions = {}
+    for sim_id in sim_ids:
+        try:
+            versions[sim_id] = input_version(source, sim_id, cache=cache)
+        except (KeyError, FileNotFoundError) as err:
+            log.warning(f"sim {sim_id}: inputs not observable: {err}")
+    cache.save()
+    return versions
 
 
 def recorded_input_version(root: DataRoot, sim_id: int) -> str | None:
     """The input version the kappa file of *sim_id* was made from (None if no file or none)."""
-    path = root.kappa_path(sim_id)
-    if not path.is_file():
+    if not root.kappa_path(sim_id).is_file():
         return None
     try:
-        _, metadata = read_npz(path, (), what=f"kappa maps of sim {sim_id}")
+        return root.read_kappa_metadata(sim_id).get("input_version")
     except (OSError, ValueError):
         return None
-    return metadata.get("input_version")
 
 
 @dg.sensor(
@@ -95,17 +102,10 @@ def sim_discovery_sensor(
     found = discover_sim_ids(settings)
     known = set(context.instance.get_dynamic_partitions(SIMS_PARTITIONS))
     new = [str(s) for s in found if str(s) not in known]
-    source = kappa_source.build()
     root = storage.data_root()
-    cache = root.input_hash_cache()
     events = []
-    for sim_id in found:
+    for sim_id, version in input_versions(kappa_source.build(), root, found, context.log).items():
         key = str(sim_id)
-        try:
-            version = input_version(source, sim_id, cache=cache)
-        except (KeyError, FileNotFoundError) as err:
-            context.log.warning(f"sim {sim_id}: inputs not observable: {err}")
-            continue
         before = versions.get(key) or recorded_input_version(root, sim_id)
         if version != before:
             events.append(
@@ -117,7 +117,6 @@ def sim_discovery_sensor(
                 )
             )
         versions[key] = version
-    cache.save()
     done = context.instance.get_materialized_partitions(KAPPA_KEY)
     to_request = [key for key in new if key not in done and key not in requested]
     requested.update(to_request)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,12 @@ import numpy as np
 import torch
 
 from lensing_core.dataset.loader import TileTable, load_tiles
-from lensing_core.dataset.normalization import NormStats, load_norm_stats, normalize_theta
+from lensing_core.dataset.normalization import (
+    NormStats,
+    load_norm_stats,
+    normalize_theta,
+    theta_std_product,
+)
 from lensing_core.dataset.parquet import ShardReport, config_dir, read_shard_manifest
 from lensing_core.dataset.schema import SHARD_GLOB, config_name
 from lensing_core.dataset.splits import Split, load_split, make_split
@@ -518,8 +522,7 @@ def fom_report(
     )
     theta_fid = table.theta[split.fiducial[0]]
     fid_mean_phys, fid_cov_phys = to_physical(fid_mean, fid_cov, stats.theta_mean, stats.theta_std)
-    scale = math.prod(stats.theta_std.tolist())
-    fom_test = np.atleast_1d(fom_from_cov(test_cov)) / scale
+    fom_test = np.atleast_1d(fom_from_cov(test_cov)) / theta_std_product(stats)
     record.update(
         {
             "fiducial_sim_id": FIDUCIAL_SIM_ID,
