@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from lensing_core._types import FloatArray, IntArray
-from lensing_core.io import atomic_path, read_npz
+from lensing_core.io import read_npz, write_bytes
 from lensing_core.sims.theory import des_y3_like_nz, kappa_cls
 from lensing_core.sky.harmonics import alm_to_cl, map2alm
 from lensing_core.sky.healpix import nside_from_npix
@@ -761,6 +761,4 @@ def spectra_plot_path(root: DataRoot, sim_id: int) -> Path:
 def write_spectra_plot(root: DataRoot, sim_id: int, png: bytes) -> Path:
     """Write the PNG of a sim's spectra figure to :func:`spectra_plot_path`, atomically."""
     final = spectra_plot_path(root, sim_id)
-    with atomic_path(final, tmp_root=root.tmp_root) as tmp:
-        tmp.write_bytes(png)
-    return final
+    return write_bytes(final, png, tmp_root=root.tmp_root)

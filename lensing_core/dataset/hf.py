@@ -63,7 +63,7 @@ from lensing_core.dataset.schema import (
     parse_config_name,
     tile_shape,
 )
-from lensing_core.io import atomic_path
+from lensing_core.io import write_json, write_text
 from lensing_core.sims.surveys import SURVEYS
 from lensing_core.sky.noise import NOISE_CONVENTIONS, NOISE_LEVELS, noise_power
 from lensing_core.sky.rotations import SCHEMES
@@ -373,9 +373,8 @@ def write_hf_revision(
     rev = revision_id({n: r.content_hash for n, r in reports.items()}, unsigned)
     card = build_dataset_card(reports, revision=rev, **card_args)
     info = RevisionInfo(rev, hf_dir, reports, scheme, noise_convention)
-    record = json.dumps(info.to_record(), indent=2, sort_keys=True) + "\n"
-    _write_text(hf_dir / REVISION_FILE, record, tmp_root=tmp_root)
-    _write_text(info.card_path, card, tmp_root=tmp_root)
+    write_json(hf_dir / REVISION_FILE, info.to_record(), tmp_root=tmp_root, sort_keys=True)
+    write_text(info.card_path, card, tmp_root=tmp_root)
     logger.info("revision %s of %s: %s", rev[:12], hf_dir, ", ".join(reports))
     return info
 
@@ -648,13 +647,6 @@ def _card_body(
         "",
     ]
     return "\n".join(lines)
-
-
-def _write_text(path: Path, text: str, *, tmp_root: Path) -> None:
-    with atomic_path(path, tmp_root=tmp_root) as tmp, tmp.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _redact(text: str, token: str) -> str:

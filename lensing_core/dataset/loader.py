@@ -72,6 +72,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from lensing_core.dataset import schema
 from lensing_core.dataset.schema import KAPPA_COLUMN
+from lensing_core.io import atomic_path
 from lensing_core.sims.catalog import PARAM_NAMES
 
 logger = logging.getLogger(__name__)
@@ -575,17 +576,14 @@ def _write_cache(
     dest.parent.mkdir(parents=True, exist_ok=True)
     # the tiles are gathered in a raw memory-mapped scratch file, then written as one record
     # batch: memory stays bounded while the cache gets a single contiguous kappa buffer
-    scratch = []
-    for prefix in (".raw-", ".tiles-"):
-        fd, name = tempfile.mkstemp(dir=dest.parent, prefix=prefix, suffix=".tmp")
-        os.close(fd)
-        scratch.append(name)
-    raw_name, out_name = scratch
+    with (
+        tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".raw-", suffix=".tmp") as raw,
+        atomic_path(dest, tmp_root=dest.parent) as out_path,
+    ):
 
-    def alloc(shape: tuple[int, ...]) -> np.ndarray:
-        return np.memmap(raw_name, np.float32, "w+", shape=shape)
+        def alloc(shape: tuple[int, ...]) -> np.ndarray:
+            return np.memmap(raw.name, np.float32, "w+", shape=shape)
 
-    try:
         pieces = ((path, _read_parquet(path, None)) for path in paths)
         tiles, others = _collect(pieces, n_rows, tile_shape, params, alloc)
         tiles.flush()
@@ -596,15 +594,11 @@ def _write_cache(
         )
         options = pa.ipc.IpcWriteOptions(compression=None)
         with (
-            pa.OSFile(out_name, "wb") as sink,
+            pa.OSFile(str(out_path), "wb") as sink,
             pa.ipc.new_file(sink, batch.schema, options=options) as writer,
         ):
             writer.write_batch(batch)
-        os.chmod(out_name, 0o644)  # mkstemp makes it private; the cache is shareable
-        os.replace(out_name, dest)
-    finally:
-        for name in scratch:
-            Path(name).unlink(missing_ok=True)
+        del tiles, values, batch
     logger.info(
         "wrote tile cache %s (%d tiles, %.0f MB) in %.1f s",
         dest,

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from lensing_core.io import InputMissingError, atomic_path
+from lensing_core.io import InputMissingError, write_json
 from lensing_core.sims.catalog import PARAM_NAMES
 
 if TYPE_CHECKING:
@@ -211,9 +211,7 @@ def compute_norm_stats(
 def save_norm_stats(stats: NormStats, path: Path, *, tmp_root: Path | None = None) -> Path:
     """Write *stats* to *path* as JSON, atomically (temporary in *tmp_root*, else the parent)."""
     path = Path(path)
-    with atomic_path(path, tmp_root=tmp_root or path.parent) as tmp:
-        tmp.write_text(json.dumps(stats.to_dict(), indent=1))
-    return path
+    return write_json(path, stats.to_dict(), tmp_root=tmp_root or path.parent, indent=1)
 
 
 def load_norm_stats(path: Path) -> NormStats:

@@ -41,15 +41,10 @@ read_kappa
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import json
 import logging
-import os
 import shutil
-import sys
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -75,7 +70,15 @@ from lensing_core.dataset.schema import (
     tile_shape,
     update_row_hash,
 )
-from lensing_core.io import InputMissingError, file_sha256
+from lensing_core.io import (
+    InputMissingError,
+    file_sha256,
+    fsync_path,
+    remove_stale_staging,
+    staging_dir,
+    swap_directory,
+    write_json,
+)
 from lensing_core.sky.tiles import N_ORIENTATIONS, N_TILES
 from lensing_core.storage import DataRoot
 
@@ -109,8 +112,6 @@ _FOOTER_BYTES = 64 * 1024
 _ROW_GROUP_FOOTER_BYTES = 8 * 1024
 
 _STAGING_PREFIX = "shards-"
-_RENAME_EXCHANGE = 2  # linux/fs.h
-_AT_FDCWD = -100
 
 
 def hf_dataset_dir(root: DataRoot) -> Path:
@@ -356,9 +357,8 @@ def write_config_shards(
     if tmp_root.stat().st_dev != out_dir.parent.stat().st_dev:
         msg = f"{config}: {out_dir} is not on the file system of {tmp_root}; cannot swap atomically"
         raise ValueError(msg)
-    cleaned = _remove_stale_staging(tmp_root, config)
-    staging = tmp_root / f"{_STAGING_PREFIX}{config}.{os.getpid()}.{uuid.uuid4().hex}"
-    staging.mkdir()
+    cleaned = remove_stale_staging(tmp_root, f"{_STAGING_PREFIX}{config}")
+    staging = staging_dir(tmp_root, f"{_STAGING_PREFIX}{config}")
 
     included: list[int] = []
     skipped: list[SkippedSim] = []
@@ -410,9 +410,8 @@ def write_config_shards(
             max_shard_bytes=max_shard_bytes,
             cleaned_temporaries=tuple(cleaned),
         )
-        _write_json(staging / MANIFEST_NAME, report.to_manifest())
-        _fsync_path(staging)
-        _swap_into_place(staging, out_dir)
+        write_json(staging / MANIFEST_NAME, report.to_manifest(), tmp_root=staging, sort_keys=True)
+        swap_directory(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -727,7 +726,7 @@ class _ShardSink:
         assert self._path is not None
         self._writer.close()
         self._writer = None
-        _fsync_path(self._path)
+        fsync_path(self._path)
         size = self._path.stat().st_size
         if size > self.max_bytes:  # the size model is wrong: never publish an oversized shard
             msg = f"shard {self._path} has {size} bytes, above the bound {self.max_bytes}"
@@ -746,90 +745,3 @@ def _name_shards(parts: list[tuple[Path, int]], out_dir: Path) -> list[ShardFile
             ShardFile(out_dir / named.name, rows, named.stat().st_size, file_sha256(named))
         )
     return shards
-
-
-def _write_json(path: Path, record: Mapping[str, Any]) -> None:
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    _fsync_path(path)
-
-
-def _fsync_path(path: Path) -> None:
-    """Flush a file or a directory to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# --- the swap -----------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _renameat2() -> Any:
-    """The C library's ``renameat2`` (Linux, glibc >= 2.28), or ``None``."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def _rename_exchange(a: Path, b: Path) -> bool:
-    """Atomically exchange two paths; ``False`` where the system or file system cannot."""
-    fn = _renameat2()
-    if fn is None:
-        return False
-    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-        return False
-    raise OSError(err, os.strerror(err), str(a), None, str(b))
-
-
-def _swap_into_place(staging: Path, final: Path) -> None:
-    """Make the complete directory *staging* appear at *final*, replacing what was there."""
-    if final.is_symlink() or (final.exists() and not final.is_dir()):
-        msg = f"{final} exists and is not a directory; refusing to replace it"
-        raise ValueError(msg)
-    if not final.exists():
-        os.rename(staging, final)
-    elif _rename_exchange(staging, final):
-        shutil.rmtree(staging)  # the previous shard set, now under the staging name
-    else:
-        retired = staging.with_name(staging.name + ".old")
-        os.rename(final, retired)
-        os.rename(staging, final)
-        shutil.rmtree(retired)
-    _fsync_path(final.parent)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_staging(tmp_root: Path, config: str) -> list[str]:
-    """Delete ``shards-{config}.{pid}.*`` left in *tmp_root* by processes that no longer run."""
-    removed = []
-    for path in sorted(tmp_root.glob(f"{_STAGING_PREFIX}{config}.*")):
-        pid_text = path.name.removeprefix(f"{_STAGING_PREFIX}{config}.").split(".")[0]
-        if not pid_text.isdigit():
-            continue
-        pid = int(pid_text)
-        if pid == os.getpid() or _pid_alive(pid):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path.name)
-        logger.info("%s: removed %s left by a killed run", config, path)
-    return removed

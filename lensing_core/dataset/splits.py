@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lensing_core.io import InputMissingError, atomic_path
+from lensing_core.io import InputMissingError, write_json
 from lensing_core.sims.catalog import FIDUCIAL_SIM_ID
 
 logger = logging.getLogger(__name__)
@@ -274,9 +274,7 @@ def save_split(split: Split, path: Path, *, tmp_root: Path | None = None) -> Pat
         *path*.
     """
     path = Path(path)
-    with atomic_path(path, tmp_root=tmp_root or path.parent) as tmp:
-        tmp.write_text(json.dumps(split.to_dict()))
-    return path
+    return write_json(path, split.to_dict(), tmp_root=tmp_root or path.parent, indent=None)
 
 
 def load_split(path: Path) -> Split:

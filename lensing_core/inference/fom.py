@@ -23,7 +23,6 @@ write_fom_result, read_fom_result
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ import numpy as np
 from scipy import stats
 
 from lensing_core._types import FloatArray
-from lensing_core.io import InputMissingError, atomic_path
+from lensing_core.io import InputMissingError, write_json
 from lensing_core.sims.catalog import PARAM_NAMES
 
 #: Credible levels whose ellipse coverage the report records (``coverage_68``, ``coverage_95``).
@@ -338,16 +337,7 @@ def write_fom_result(path: Path, record: Mapping[str, Any], *, tmp_root: Path) -
         If the record holds a NaN or infinity, or a value JSON cannot hold; nothing is
         written then.
     """
-    try:
-        text = json.dumps(dict(record), indent=2, allow_nan=False) + "\n"
-    except (TypeError, ValueError) as err:
-        msg = f"FoM result for {path} is not JSON-ready: {err}"
-        raise ValueError(msg) from None
-    with atomic_path(Path(path), tmp_root=tmp_root) as tmp, tmp.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return Path(path)
+    return write_json(Path(path), record, tmp_root=tmp_root)
 
 
 def read_fom_result(path: Path) -> dict[str, Any]:

@@ -39,7 +39,6 @@ import copy
 import json
 import logging
 import math
-import os
 import pickle
 import time
 import zipfile
@@ -52,7 +51,7 @@ import torch
 from torch import nn
 
 from lensing_core.inference.config import NPEConfig
-from lensing_core.io import InputMissingError, atomic_path
+from lensing_core.io import InputMissingError, atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -500,10 +499,8 @@ def save_npe(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra_json": extra_json,
     }
-    with atomic_path(Path(path), tmp_root=tmp_root) as tmp, tmp.open("wb") as handle:
+    with atomic_open(Path(path), "wb", tmp_root=tmp_root) as handle:
         torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
     return Path(path)
 
 

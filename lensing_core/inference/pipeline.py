@@ -63,7 +63,7 @@ from lensing_core.inference.config import (
 from lensing_core.inference.fom import fom_from_cov, fom_summary, to_physical, write_fom_result
 from lensing_core.inference.npe import LoadedNPE, fit_npe, load_npe, save_npe
 from lensing_core.inference.training import CompressorResult, fit_compressor
-from lensing_core.io import InputMissingError, atomic_path, file_sha256
+from lensing_core.io import InputMissingError, file_sha256, write_bytes
 from lensing_core.plotting.figures import figure_to_png_bytes
 from lensing_core.plotting.fom import fom_figure
 from lensing_core.sims.catalog import FIDUCIAL_SIM_ID
@@ -549,8 +549,7 @@ def fom_report(
     )
     png = figure_to_png_bytes(fig, dpi=80)
     figure_path = root.fom_figure_path(lmax, noise_level)
-    with atomic_path(figure_path, tmp_root=root.tmp_root) as tmp:
-        tmp.write_bytes(png)
+    write_bytes(figure_path, png, tmp_root=root.tmp_root)
     record["figure"] = str(figure_path)
     result_path = write_fom_result(
         root.npe_dir(lmax, noise_level) / FOM_RESULT_JSON, record, tmp_root=root.tmp_root

@@ -49,10 +49,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
-import os
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -81,7 +79,7 @@ from lensing_core.inference.config import (
     CompressorConfig,
     resolve_precision,
 )
-from lensing_core.io import atomic_path
+from lensing_core.io import atomic_open, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +157,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         """Write *checkpoint* to *path*; readers see the old file or the whole new one."""
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        with atomic_path(Path(path), tmp_root=self.tmp_root) as tmp, tmp.open("wb") as handle:
+        with atomic_open(Path(path), "wb", tmp_root=self.tmp_root) as handle:
             torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
 
 
 class _TrainClock(Callback):
@@ -213,11 +209,6 @@ def _torch_flags(*, cuda: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.backends.cudnn.benchmark = benchmark
         torch.set_float32_matmul_precision(matmul)
-
-
-def _write_json(record: Mapping[str, Any], path: Path, tmp_root: Path) -> None:
-    with atomic_path(path, tmp_root=tmp_root) as tmp:
-        tmp.write_text(json.dumps(record, indent=1, allow_nan=False))
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -538,7 +529,7 @@ def fit_compressor(
             "split": SPLIT_JSON,
         },
     }
-    _write_json(metrics, out_dir / RESULT_JSON, tmp_root)
+    write_json(out_dir / RESULT_JSON, metrics, tmp_root=tmp_root, indent=1)
     logger.info(
         "compressor %s: val MSE %.4f, test R^2 %s, %d steps in %.1f s",
         cfg.backbone,

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lensing_core.dataset import parquet as shards_mod
+from lensing_core import io as lensing_io
 from lensing_core.dataset.parquet import (
     ShardReport,
     config_dir,
@@ -268,7 +269,7 @@ def test_swap_without_rename_exchange(
 ) -> None:
     """Where renameat2 exchange is unavailable, the two-rename fallback gives the same result."""
     first = write_config_shards(data_root, catalog, LMAX, "noiseless", SIMS[:1])
-    monkeypatch.setattr(shards_mod, "_rename_exchange", lambda a, b: False)
+    monkeypatch.setattr(lensing_io, "_rename_exchange", lambda a, b: False)
     second = write_config_shards(data_root, catalog, LMAX, "noiseless", SIMS)
     assert second.rows == 36
     assert second.content_hash != first.content_hash
