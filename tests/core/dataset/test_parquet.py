@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from lensing_core.dataset import parquet as shards_mod
 from lensing_core import io as lensing_io
+from lensing_core.dataset import parquet as shards_mod
 from lensing_core.dataset.parquet import (
     ShardReport,
     config_dir,
