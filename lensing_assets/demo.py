@@ -26,7 +26,6 @@ from lensing_assets.defs.partitions import (
     register_sims,
     sim_lmax_partitions_def,
 )
-from lensing_core.inference.config import FOM_RESULT_JSON
 from lensing_core.inference.fom import read_fom_result
 from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.storage import DataRoot
@@ -56,7 +55,7 @@ def _run(job_name: str, partition_key: str | None, instance: dg.DagsterInstance)
 def _report(key: str) -> bool:
     """Print the FoM report of configuration *key*; True if the learning checks pass."""
     lmax, noise = config_of(key)
-    path = DataRoot(SETTINGS.data_root).npe_dir(lmax, noise) / FOM_RESULT_JSON
+    path = DataRoot(SETTINGS.data_root).npe(lmax, noise).fom_result
     record = read_fom_result(path)
     calib, r2 = record["calibration"], record["r2_test"]
     ratio = record["fom_fiducial_median"] / record["fom_prior"]

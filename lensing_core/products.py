@@ -27,9 +27,9 @@ from lensing_core.sims.sources import KappaSource
 from lensing_core.sky.harmonics import map2alm
 from lensing_core.sky.healpix import check_maps, nside_from_npix
 from lensing_core.sky.noise import NOISE_LEVELS
+from lensing_core.sky.summaries import kappa_summary, tile_summary
 from lensing_core.sky.tiles import analysis_lmax, check_request, tiles_from_alm
 from lensing_core.storage import DataRoot
-from lensing_core.summaries import kappa_summary, tile_summary
 
 ALM_N_ITER = 3  # Jacobi iterations of the analysis stored with the kappa maps
 #: Code versions of the per-partition products: bump one when its output would change, and
@@ -96,7 +96,7 @@ def _analysis_for_tiles(
     }:
         return alm, nside, meta
     maps, meta = root.read_kappa(sim_id, missing_hint=missing_hint)
-    nside = nside_from_npix(maps.shape[-1])
+    nside = check_maps(maps, what=f"kappa maps of sim {sim_id} ({root.kappa_path(sim_id)})")
     check_request(nside, maps.shape[0], [lmax], NOISE_LEVELS)  # before the analysis
     return _analyse(maps, n_iter), nside, meta
 

@@ -1,21 +1,23 @@
-"""The data-root layout (SPEC section 10) and checked reads and atomic writes of its files.
+"""The data-root layout: every path of the platform's artifacts, and the kappa and tile files.
 
 Layout::
 
-    kappa/sim{ID:05d}.npz           kappa_bin0..kappa_bin3 (RING), metadata (JSON), and
-                                    alm: their analysis for the tiles (complex64)
-    tiles/lmax{L}/sim{ID:05d}.npz   tiles_{noise} arrays (12, 4, n, n), metadata (JSON)
-    models/compressor/lmax{L}_{noise}/   best.ckpt, last.ckpt, norm_stats.json, split.json,
-                                    result.json (see lensing_core.inference.training)
-    models/npe/lmax{L}_{noise}/     npe_best.ckpt, fom_result.json
-    reports/fom/lmax{L}_{noise}.png the FoM figure of one configuration
-    .tmp/                           temporaries, renamed into place when complete
-    .cache/input_hashes.json        content hashes of the sims' input files, by size and mtime
+    kappa/sim{ID:05d}.npz                 kappa_bin0..kappa_bin3 (RING), metadata (JSON), and
+                                          alm: their analysis for the tiles (complex64)
+    tiles/lmax{L}/sim{ID:05d}.npz         tiles_{noise} arrays (12, 4, n, n), metadata (JSON)
+    hf_dataset/                           the dataset revision in Hugging Face Hub layout:
+        README.md, revision.json          dataset card, revision record
+        data/lmax_{L}_{noise}/            train-0000i-of-0000N.parquet shards, shards.json
+    models/compressor/lmax{L}_{noise}/    best.ckpt, last.ckpt, norm_stats.json, split.json,
+                                          result.json, logs/
+    models/npe/lmax{L}_{noise}/           npe_best.ckpt, fom_result.json
+    reports/fom/lmax{L}_{noise}.png       the FoM figure of one configuration
+    reports/kappa_checks/sim{ID:05d}_spectra.png   the spectra figure of the kappa checks
+    .cache/input_hashes.json              content hashes of the sims' input files
+    .tmp/                                 temporaries, renamed into place when complete
 
-Classes
--------
-DataRoot
-    Paths and I/O of one data root.
+This module knows names and file formats only: what the arrays mean is checked by the
+modules that make and use them.
 """
 
 from __future__ import annotations
@@ -28,23 +30,172 @@ from typing import Any
 import numpy as np
 
 from lensing_core._types import ComplexArray, FloatArray
-from lensing_core.io import TMP_DIR_NAME, FileHashCache, read_npz, write_npz
-from lensing_core.sky.healpix import check_maps
-from lensing_core.sky.tiles import LMAX_TO_NSIDE, N_TILES
+from lensing_core.io import TMP_DIR_NAME, FileHashCache, read_npz, write_bytes, write_npz
 
 N_BINS = 4
 KAPPA_KEYS: tuple[str, ...] = tuple(f"kappa_bin{i}" for i in range(N_BINS))
+#: The Hugging Face split every shard belongs to (``train-*.parquet``).
+SPLIT = "train"
 
 
-def kappa_maps_from_arrays(arrays: Mapping[str, np.ndarray], *, what: str) -> FloatArray:
-    """Stack ``kappa_bin0..3`` into ``(4, npix)`` and validate them (nside, finite values)."""
+def config_dir_name(lmax: int, noise_level: str) -> str:
+    """``lmax_{L}_{noise}``: the directory (and dataset configuration) of one configuration."""
+    return f"lmax_{lmax}_{noise_level}"
+
+
+def stack_kappa_bins(arrays: Mapping[str, np.ndarray], *, what: str) -> FloatArray:
+    """
+    Stack ``kappa_bin0..3`` into ``(4, npix)``.
+
+    Raises
+    ------
+    ValueError
+        The bins are not 1-d maps of one size (the message starts with *what*).
+    """
     shapes = {key: arrays[key].shape for key in KAPPA_KEYS}
     if len(set(shapes.values())) != 1 or arrays[KAPPA_KEYS[0]].ndim != 1:
         msg = f"{what}: the four bins must be 1-d maps of one nside, got shapes {shapes}"
         raise ValueError(msg)
-    maps = np.stack([arrays[key] for key in KAPPA_KEYS])
-    check_maps(maps, what=what)
-    return maps
+    return np.stack([arrays[key] for key in KAPPA_KEYS])
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """
+    The directory of one configuration's parquet shards.
+
+    Attributes
+    ----------
+    dir
+        ``hf_dataset/data/lmax_{L}_{noise}`` (or any directory holding a shard set).
+    """
+
+    dir: Path
+
+    GLOB = f"{SPLIT}-*.parquet"
+    MANIFEST = "shards.json"
+
+    @property
+    def manifest(self) -> Path:
+        """``shards.json``: rows, shards, sims and content hash of the set."""
+        return self.dir / self.MANIFEST
+
+    @staticmethod
+    def shard_name(index: int, count: int) -> str:
+        """
+        File name of shard *index* of *count* (Hugging Face Hub convention).
+
+        Examples
+        --------
+        >>> ShardSet.shard_name(0, 3)
+        'train-00000-of-00003.parquet'
+        """
+        if not 0 <= index < count:
+            msg = f"shard index {index} outside 0..{count - 1}"
+            raise ValueError(msg)
+        return f"{SPLIT}-{index:05d}-of-{count:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class RevisionDir:
+    """
+    A dataset revision in Hugging Face Hub layout.
+
+    Attributes
+    ----------
+    dir
+        ``hf_dataset`` (or any directory laid out the same way).
+    """
+
+    dir: Path
+
+    DATA_DIR = "data"
+    CARD = "README.md"
+    RECORD = "revision.json"
+
+    @property
+    def card(self) -> Path:
+        """``README.md``: the dataset card with its YAML configurations."""
+        return self.dir / self.CARD
+
+    @property
+    def record(self) -> Path:
+        """``revision.json``: revision id, configurations and content hashes."""
+        return self.dir / self.RECORD
+
+    @property
+    def data(self) -> Path:
+        """``data/``: one shard set per configuration."""
+        return self.dir / self.DATA_DIR
+
+    def shards(self, config: str) -> ShardSet:
+        """The shard set of configuration *config* (``lmax_{L}_{noise}``)."""
+        return ShardSet(self.data / config)
+
+
+@dataclass(frozen=True)
+class CompressorFiles:
+    """
+    The files of one configuration's compressor.
+
+    Attributes
+    ----------
+    dir
+        ``models/compressor/lmax{L}_{noise}`` (or any directory a training writes to).
+    """
+
+    dir: Path
+
+    LOGS = "logs"
+
+    @property
+    def best(self) -> Path:
+        """Weights of the lowest validation loss."""
+        return self.dir / "best.ckpt"
+
+    @property
+    def last(self) -> Path:
+        """Full training state at the last epoch end (for resuming)."""
+        return self.dir / "last.ckpt"
+
+    @property
+    def norm_stats(self) -> Path:
+        """Normalisation statistics of the compressor-train split."""
+        return self.dir / "norm_stats.json"
+
+    @property
+    def split(self) -> Path:
+        """The split of the shards' rows."""
+        return self.dir / "split.json"
+
+    @property
+    def result(self) -> Path:
+        """The training record, written last (the completion marker)."""
+        return self.dir / "result.json"
+
+
+@dataclass(frozen=True)
+class NPEFiles:
+    """
+    The files of one configuration's NPE and FoM record.
+
+    Attributes
+    ----------
+    dir
+        ``models/npe/lmax{L}_{noise}``.
+    """
+
+    dir: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        """The NPE's weights, config and provenance."""
+        return self.dir / "npe_best.ckpt"
+
+    @property
+    def fom_result(self) -> Path:
+        """The FoM record of the configuration."""
+        return self.dir / "fom_result.json"
 
 
 @dataclass(frozen=True)
@@ -77,17 +228,34 @@ class DataRoot:
         """``tiles/lmax{L}/sim{ID:05d}.npz``."""
         return self.root / "tiles" / f"lmax{lmax}" / f"sim{sim_id:05d}.npz"
 
-    def compressor_dir(self, lmax: int, noise_level: str) -> Path:
-        """``models/compressor/lmax{L}_{noise}``: the compressor of one configuration."""
-        return self.root / "models" / "compressor" / f"lmax{lmax}_{noise_level}"
+    @property
+    def hf_dataset(self) -> RevisionDir:
+        """``hf_dataset``: the local dataset revision."""
+        return RevisionDir(self.root / "hf_dataset")
 
-    def npe_dir(self, lmax: int, noise_level: str) -> Path:
+    def shards(self, lmax: int, noise_level: str) -> ShardSet:
+        """``hf_dataset/data/lmax_{L}_{noise}``: the shard set of one configuration."""
+        return self.hf_dataset.shards(config_dir_name(lmax, noise_level))
+
+    def compressor(self, lmax: int, noise_level: str) -> CompressorFiles:
+        """``models/compressor/lmax{L}_{noise}``: the compressor of one configuration."""
+        return CompressorFiles(self.root / "models" / "compressor" / f"lmax{lmax}_{noise_level}")
+
+    def npe(self, lmax: int, noise_level: str) -> NPEFiles:
         """``models/npe/lmax{L}_{noise}``: the NPE and the FoM record of one configuration."""
-        return self.root / "models" / "npe" / f"lmax{lmax}_{noise_level}"
+        return NPEFiles(self.root / "models" / "npe" / f"lmax{lmax}_{noise_level}")
 
     def fom_figure_path(self, lmax: int, noise_level: str) -> Path:
         """``reports/fom/lmax{L}_{noise}.png``: the FoM figure of one configuration."""
         return self.root / "reports" / "fom" / f"lmax{lmax}_{noise_level}.png"
+
+    def spectra_plot_path(self, sim_id: int) -> Path:
+        """``reports/kappa_checks/sim{ID:05d}_spectra.png``: the kappa checks' figure."""
+        return self.root / "reports" / "kappa_checks" / f"sim{sim_id:05d}_spectra.png"
+
+    def write_bytes(self, path: Path, data: bytes) -> Path:
+        """Write *data* (a figure, ...) to *path* under the root, atomically."""
+        return write_bytes(path, data, tmp_root=self.tmp_root)
 
     def write_kappa(
         self,
@@ -119,24 +287,26 @@ class DataRoot:
         self, sim_id: int, *, missing_hint: str = ""
     ) -> tuple[FloatArray, dict[str, Any]]:
         """
-        Read and validate the kappa maps of one sim.
+        Read the kappa maps of one sim as they were written (non-finite pixels included).
 
         Returns
         -------
-            Maps, shape ``(4, npix)``, RING, and the metadata written with them.
+            Maps, shape ``(4, npix)``, RING, and the metadata written with them. Whether
+            they are valid HEALPix maps is for the caller to check
+            (:func:`lensing_core.sky.healpix.check_maps`).
 
         Raises
         ------
         lensing_core.io.InputMissingError
             If the file does not exist (the message ends with *missing_hint*).
         ValueError
-            If the file is corrupt, lacks a bin, or holds maps of a bad size or non-finite values.
+            If the file is corrupt, lacks a bin, or its bins differ in size.
         """
         path = self.kappa_path(sim_id)
         arrays, metadata = read_npz(
             path, KAPPA_KEYS, what=f"kappa maps of sim {sim_id}", missing_hint=missing_hint
         )
-        return kappa_maps_from_arrays(arrays, what=f"kappa maps of sim {sim_id} ({path})"), metadata
+        return stack_kappa_bins(arrays, what=f"kappa maps of sim {sim_id} ({path})"), metadata
 
     def read_kappa_metadata(self, sim_id: int, *, missing_hint: str = "") -> dict[str, Any]:
         """
@@ -188,25 +358,45 @@ class DataRoot:
         return write_npz(self.tiles_path(sim_id, lmax), arrays, metadata, tmp_root=self.tmp_root)
 
     def read_tiles(
-        self, sim_id: int, lmax: int, noise_levels: tuple[str, ...]
+        self,
+        sim_id: int,
+        lmax: int,
+        noise_levels: tuple[str, ...],
+        *,
+        shape: tuple[int, ...] | None = None,
     ) -> tuple[dict[str, FloatArray], dict[str, Any]]:
         """
-        Read and validate the tiles of one (sim, lmax).
+        Read the tiles of one (sim, lmax).
+
+        Parameters
+        ----------
+        sim_id, lmax
+            The partition.
+        noise_levels
+            The ``tiles_{noise}`` arrays to read.
+        shape
+            The shape every array must have, ``(12, 4, n, n)``; not checked if not given.
 
         Returns
         -------
-            ``{noise_level: tiles (12, 4, n, n) float32}`` and the metadata.
+            ``{noise_level: tiles float32}`` and the metadata.
+
+        Raises
+        ------
+        lensing_core.io.InputMissingError
+            If the file does not exist.
+        ValueError
+            If it is corrupt, lacks an array, or an array is not float32 of *shape*.
         """
         path = self.tiles_path(sim_id, lmax)
         what = f"tiles of sim {sim_id} at lmax {lmax}"
         arrays, metadata = read_npz(path, tuple(f"tiles_{n}" for n in noise_levels), what=what)
-        n = LMAX_TO_NSIDE.get(lmax)
-        expected = (N_TILES, N_BINS, n, n)
         for key, array in arrays.items():
-            if array.shape != expected or array.dtype != np.float32:
+            if array.dtype != np.float32 or (shape is not None and array.shape != shape):
+                expected = "float32" if shape is None else f"{shape} float32"
                 msg = (
                     f"{what} ({path}): {key} has shape {array.shape} {array.dtype}, "
-                    f"expected {expected} float32"
+                    f"expected {expected}"
                 )
                 raise ValueError(msg)
         return {key.removeprefix("tiles_"): a for key, a in arrays.items()}, metadata

@@ -46,17 +46,15 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lensing_core._types import FloatArray, IntArray
-from lensing_core.io import read_npz, write_bytes
 from lensing_core.sims.theory import des_y3_like_nz, kappa_cls
 from lensing_core.sky.harmonics import alm_to_cl, map2alm
 from lensing_core.sky.healpix import nside_from_npix
-from lensing_core.storage import KAPPA_KEYS, DataRoot
+from lensing_core.storage import DataRoot
 
 #: Lowest multipole compared with theory (see :func:`default_ell_range`).
 ELL_MIN = 10
@@ -737,28 +735,10 @@ def read_kappa_for_checks(root: DataRoot, sim_id: int) -> tuple[FloatArray, dict
     ValueError
         If the file is corrupt, lacks a bin, or the bins differ in size or are not HEALPix.
     """
-    path = root.kappa_path(sim_id)
-    what = f"kappa maps of sim {sim_id}"
-    arrays, metadata = read_npz(path, KAPPA_KEYS, what=what)
-    shapes = {arrays[key].shape for key in KAPPA_KEYS}
-    if len(shapes) != 1 or arrays[KAPPA_KEYS[0]].ndim != 1:
-        msg = f"{what} ({path}): the bins must be 1-d maps of one size, got {shapes}"
-        raise ValueError(msg)
-    maps = np.stack([arrays[key] for key in KAPPA_KEYS])
+    maps, metadata = root.read_kappa(sim_id)
     try:
         nside_from_npix(maps.shape[-1])
     except ValueError as err:
-        msg = f"{what} ({path}): {err}"
+        msg = f"kappa maps of sim {sim_id} ({root.kappa_path(sim_id)}): {err}"
         raise ValueError(msg) from None
     return maps, metadata
-
-
-def spectra_plot_path(root: DataRoot, sim_id: int) -> Path:
-    """``reports/kappa_checks/sim{ID:05d}_spectra.png`` under the data root."""
-    return root.root / "reports" / "kappa_checks" / f"sim{sim_id:05d}_spectra.png"
-
-
-def write_spectra_plot(root: DataRoot, sim_id: int, png: bytes) -> Path:
-    """Write the PNG of a sim's spectra figure to :func:`spectra_plot_path`, atomically."""
-    final = spectra_plot_path(root, sim_id)
-    return write_bytes(final, png, tmp_root=root.tmp_root)

@@ -22,7 +22,6 @@ from lensing_core.validation import (
     read_kappa_for_checks,
     theory_nz,
     validate_kappa_maps,
-    write_spectra_plot,
 )
 
 SEVERITY = {name: dg.AssetCheckSeverity.WARN for name in CHECK_NAMES} | {
@@ -78,7 +77,7 @@ def _spectra_metadata(root: DataRoot, sim_id: int, validation: KappaValidation) 
     ]
     figure = spectra_figure(comparison, verdict, title=f"kappa_maps[{sim_id}]: spectra vs theory")
     png = figure_to_png_bytes(figure)
-    path = write_spectra_plot(root, sim_id, png)
+    path = root.write_bytes(root.spectra_plot_path(sim_id), png)
     return {
         "band_ratios": dg.MetadataValue.table(rows, schema),
         "plot": markdown_image(png, "spectra"),

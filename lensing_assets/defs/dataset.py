@@ -14,7 +14,7 @@ from lensing_assets.defs.resources import (
 )
 from lensing_assets.defs.tiles import tiles
 from lensing_core.dataset.hf import REVISION_ID_VERSION, push_revision, write_hf_revision
-from lensing_core.dataset.parquet import hf_dataset_dir, write_config_shards
+from lensing_core.dataset.parquet import write_config_shards
 from lensing_core.dataset.schema import CONTENT_HASH_VERSION
 
 SHARDS_CODE_VERSION = f"shards-1/{CONTENT_HASH_VERSION}"
@@ -69,7 +69,7 @@ def hf_dataset(
     """The local Hugging Face dataset revision of every built configuration; pushed if set up."""
     root = storage.data_root()
     revision = write_hf_revision(
-        hf_dataset_dir(root),
+        root.hf_dataset.dir,
         tmp_root=root.tmp_root,
         scheme=tiling.scheme,
         noise_convention=tiling.noise_convention,

@@ -15,9 +15,7 @@ from lensing_assets.defs.dataset import tile_shards
 from lensing_assets.defs.metadata import metadata_table
 from lensing_assets.defs.partitions import config_of, dataset_partitions_def
 from lensing_assets.defs.resources import LensingStorage, TrainingResource
-from lensing_core.dataset.parquet import config_dir
-from lensing_core.dataset.schema import MANIFEST_NAME
-from lensing_core.inference.config import NPE_CKPT, RESULT_JSON, CompressorConfig, NPEConfig
+from lensing_core.inference.config import CompressorConfig, NPEConfig
 from lensing_core.io import InputMissingError
 from lensing_core.storage import DataRoot
 
@@ -32,9 +30,9 @@ def missing_input(err: InputMissingError, root: DataRoot, key: str) -> dg.Failur
     """
     lmax, noise = config_of(key)
     upstream = [
-        ("tile_shards", config_dir(root, lmax, noise) / MANIFEST_NAME),
-        ("compressor_model", root.compressor_dir(lmax, noise) / RESULT_JSON),
-        ("npe_model", root.npe_dir(lmax, noise) / NPE_CKPT),
+        ("tile_shards", root.shards(lmax, noise).manifest),
+        ("compressor_model", root.compressor(lmax, noise).result),
+        ("npe_model", root.npe(lmax, noise).checkpoint),
     ]
     asset = next((name for name, path in upstream if not path.exists()), "tile_shards")
     hint = f"Make it with: dagster asset materialize --select {asset} --partition '{key}'"

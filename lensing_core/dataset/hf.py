@@ -55,26 +55,22 @@ from lensing_core.dataset.schema import (
     COLUMN_DESCRIPTIONS,
     COLUMN_DTYPES,
     CONFIG_NAMES,
-    DATA_DIR_NAME,
-    MANIFEST_NAME,
-    SHARD_GLOB,
-    SPLIT,
     features,
     parse_config_name,
     tile_shape,
 )
 from lensing_core.io import write_json, write_text
-from lensing_core.sims.surveys import SURVEYS
 from lensing_core.sky.noise import NOISE_CONVENTIONS, NOISE_LEVELS, noise_power
 from lensing_core.sky.rotations import SCHEMES
-from lensing_core.summaries import scheme_summary
+from lensing_core.sky.summaries import scheme_summary
+from lensing_core.sky.surveys import SURVEYS
+from lensing_core.storage import SPLIT, RevisionDir, ShardSet
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
-REVISION_FILE = "revision.json"
 REVISION_ID_VERSION = "lensing-hf-revision/v1"
 DEFAULT_PRETTY_NAME = "Weak-lensing convergence tiles for field-level inference"
 
@@ -133,7 +129,7 @@ class RevisionInfo:
     @property
     def card_path(self) -> Path:
         """``README.md`` of the revision."""
-        return self.path / "README.md"
+        return RevisionDir(self.path).card
 
     @property
     def missing_configs(self) -> list[str]:
@@ -152,7 +148,7 @@ class RevisionInfo:
                     "rows": r.rows,
                     "n_sims": len(r.sims_included),
                     "content_hash": r.content_hash,
-                    "shards": [f"{DATA_DIR_NAME}/{name}/{s.name}" for s in r.shards],
+                    "shards": [f"{RevisionDir.DATA_DIR}/{name}/{s.name}" for s in r.shards],
                 }
                 for name, r in sorted(self.configs.items())
             },
@@ -214,7 +210,7 @@ class PushResult:
 def discover_configs(hf_dir: Path) -> dict[str, Path]:
     """``{config: directory}`` of every ``data/{config}/shards.json`` under *hf_dir*, sorted."""
     found = {}
-    for manifest in sorted((Path(hf_dir) / DATA_DIR_NAME).glob(f"*/{MANIFEST_NAME}")):
+    for manifest in sorted(RevisionDir(Path(hf_dir)).data.glob(f"*/{ShardSet.MANIFEST}")):
         name = manifest.parent.name
         if name in CONFIG_NAMES:
             found[name] = manifest.parent
@@ -295,7 +291,9 @@ def build_dataset_card(
         "configs": [
             {
                 "config_name": name,
-                "data_files": [{"split": SPLIT, "path": f"{DATA_DIR_NAME}/{name}/{SHARD_GLOB}"}],
+                "data_files": [
+                    {"split": SPLIT, "path": f"{RevisionDir.DATA_DIR}/{name}/{ShardSet.GLOB}"}
+                ],
             }
             for name in names
         ],
@@ -355,7 +353,7 @@ def write_hf_revision(
     if configs is None:
         configs = discover_configs(hf_dir)
     if not configs:
-        msg = f"no configuration to describe under {hf_dir / DATA_DIR_NAME}"
+        msg = f"no configuration to describe under {RevisionDir(hf_dir).data}"
         raise ValueError(msg)
     reports = {
         name: _checked_report(hf_dir, name, item, scheme, noise_convention)
@@ -373,7 +371,7 @@ def write_hf_revision(
     rev = revision_id({n: r.content_hash for n, r in reports.items()}, unsigned)
     card = build_dataset_card(reports, revision=rev, **card_args)
     info = RevisionInfo(rev, hf_dir, reports, scheme, noise_convention)
-    write_json(hf_dir / REVISION_FILE, info.to_record(), tmp_root=tmp_root, sort_keys=True)
+    write_json(RevisionDir(hf_dir).record, info.to_record(), tmp_root=tmp_root, sort_keys=True)
     write_text(info.card_path, card, tmp_root=tmp_root)
     logger.info("revision %s of %s: %s", rev[:12], hf_dir, ", ".join(reports))
     return info
@@ -414,7 +412,7 @@ def load_local_config(
     not safe to run concurrently with Hub access from other threads.
     """
     path = Path(path)
-    if not (path / "README.md").is_file():
+    if not RevisionDir(path).card.is_file():
         msg = f"{path} is not a local dataset revision (no README.md)"
         raise FileNotFoundError(msg)
     parse_config_name(config)
@@ -480,8 +478,8 @@ def push_revision(
             repo_id=repo_id,
             repo_type="dataset",
             commit_message=message,
-            allow_patterns=["README.md", REVISION_FILE, f"{DATA_DIR_NAME}/*/*"],
-            delete_patterns=[f"{DATA_DIR_NAME}/**"],  # shards of an earlier revision
+            allow_patterns=[RevisionDir.CARD, RevisionDir.RECORD, f"{RevisionDir.DATA_DIR}/*/*"],
+            delete_patterns=[f"{RevisionDir.DATA_DIR}/**"],  # shards of an earlier revision
         )
     except Exception as err:  # anything the Hub client raises; the token must not leak
         detail = _redact(f"{type(err).__name__}: {err}", token)
@@ -500,7 +498,7 @@ def _checked_report(
 ) -> ShardReport:
     """The on-disk report of one configuration, checked against *item* and the card."""
     parse_config_name(name)
-    expected_dir = hf_dir / DATA_DIR_NAME / name
+    expected_dir = RevisionDir(hf_dir).shards(name).dir
     given_dir = item.out_dir if isinstance(item, ShardReport) else Path(item)
     if given_dir.resolve() != expected_dir.resolve():
         msg = f"{name}: shards are in {given_dir}, but the card points at {expected_dir}"

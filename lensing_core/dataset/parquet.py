@@ -58,15 +58,12 @@ import pyarrow.parquet as pq
 from lensing_core._types import FloatArray
 from lensing_core.dataset.schema import (
     CONTENT_HASH_VERSION,
-    DATA_DIR_NAME,
     ID_COLUMNS,
-    MANIFEST_NAME,
     N_FACES,
     PARAM_COLUMNS,
     arrow_schema,
     config_name,
     new_row_hash,
-    shard_file_name,
     tile_shape,
     update_row_hash,
 )
@@ -80,11 +77,10 @@ from lensing_core.io import (
     write_json,
 )
 from lensing_core.sky.tiles import N_ORIENTATIONS, N_TILES
-from lensing_core.storage import DataRoot
+from lensing_core.storage import DataRoot, ShardSet
 
 logger = logging.getLogger(__name__)
 
-HF_DIR_NAME = "hf_dataset"
 DEFAULT_MAX_SHARD_BYTES = 256 * 2**20
 ROW_GROUP_TARGET_BYTES = 32 * 2**20  # rows buffered before a row group is written
 
@@ -112,16 +108,6 @@ _FOOTER_BYTES = 64 * 1024
 _ROW_GROUP_FOOTER_BYTES = 8 * 1024
 
 _STAGING_PREFIX = "shards-"
-
-
-def hf_dataset_dir(root: DataRoot) -> Path:
-    """``{root}/hf_dataset``: the local dataset revision in Hugging Face Hub layout."""
-    return root.root / HF_DIR_NAME
-
-
-def config_dir(root: DataRoot, lmax: int, noise_level: str) -> Path:
-    """``{root}/hf_dataset/data/lmax_{L}_{noise}``: the shard set of one configuration."""
-    return hf_dataset_dir(root) / DATA_DIR_NAME / config_name(lmax, noise_level)
 
 
 @dataclass(frozen=True)
@@ -305,7 +291,8 @@ def write_config_shards(
         Sims to include (any order, duplicates ignored); rows are ordered by
         ``(sim_id, orientation_id, tile_id)``.
     out_dir
-        Destination of the shard set; :func:`config_dir` if not given. Must be on the file
+        Destination of the shard set; ``root.shards(lmax, noise_level).dir`` if not given.
+        Must be on the file
         system of ``root.tmp_root``.
     max_shard_bytes
         Upper bound of each shard file's size.
@@ -348,7 +335,7 @@ def write_config_shards(
     config = config_name(lmax, noise_level)
     shape = tile_shape(lmax)
     schema = arrow_schema(lmax)
-    out_dir = Path(out_dir) if out_dir is not None else config_dir(root, lmax, noise_level)
+    out_dir = Path(out_dir) if out_dir is not None else root.shards(lmax, noise_level).dir
     rows_per_shard, rows_per_group = _shard_layout(shape, max_shard_bytes)
 
     tmp_root = root.tmp_root
@@ -410,7 +397,9 @@ def write_config_shards(
             max_shard_bytes=max_shard_bytes,
             cleaned_temporaries=tuple(cleaned),
         )
-        write_json(staging / MANIFEST_NAME, report.to_manifest(), tmp_root=staging, sort_keys=True)
+        write_json(
+            ShardSet(staging).manifest, report.to_manifest(), tmp_root=staging, sort_keys=True
+        )
         swap_directory(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -447,7 +436,7 @@ def read_shard_manifest(out_dir: Path) -> ShardReport:
         If the manifest is unreadable or a shard's size differs from the recorded one.
     """
     out_dir = Path(out_dir)
-    path = out_dir / MANIFEST_NAME
+    path = ShardSet(out_dir).manifest
     if not path.is_file():
         msg = f"shard manifest {path} does not exist (shards of {out_dir.name} not written?)"
         raise FileNotFoundError(msg)
@@ -570,7 +559,9 @@ def _read_sim(
         )
         return SkippedSim(sim_id, "not_in_catalog", path, reason)
     try:
-        by_noise, meta = root.read_tiles(sim_id, lmax, (noise_level,))
+        by_noise, meta = root.read_tiles(
+            sim_id, lmax, (noise_level,), shape=(N_TILES, *tile_shape(lmax))
+        )
     except InputMissingError:
         reason = f"tiles of sim {sim_id} at lmax {lmax} are missing: {path} does not exist"
         return SkippedSim(sim_id, "missing", path, reason)
@@ -739,7 +730,7 @@ def _name_shards(parts: list[tuple[Path, int]], out_dir: Path) -> list[ShardFile
     """Rename ``part-i`` to ``train-i-of-n``; return the files as they will be in *out_dir*."""
     shards = []
     for index, (part, rows) in enumerate(parts):
-        named = part.with_name(shard_file_name(index, len(parts)))
+        named = part.with_name(ShardSet.shard_name(index, len(parts)))
         part.rename(named)
         shards.append(
             ShardFile(out_dir / named.name, rows, named.stat().st_size, file_sha256(named))

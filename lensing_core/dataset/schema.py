@@ -69,6 +69,7 @@ import pyarrow as pa
 from lensing_core.sims.catalog import PARAM_KEYS
 from lensing_core.sky.noise import N_BINS, NOISE_LEVELS
 from lensing_core.sky.tiles import LMAX_TO_NSIDE, N_ORIENTATIONS, N_TILES
+from lensing_core.storage import config_dir_name
 
 if TYPE_CHECKING:
     from lensing_core._types import FloatArray
@@ -76,7 +77,7 @@ if TYPE_CHECKING:
 N_FACES = N_TILES // N_ORIENTATIONS  # tiles per orientation: equatorial base faces 4..7
 
 CONFIG_NAMES: tuple[str, ...] = tuple(
-    f"lmax_{lmax}_{noise}" for lmax in sorted(LMAX_TO_NSIDE) for noise in NOISE_LEVELS
+    config_dir_name(lmax, noise) for lmax in sorted(LMAX_TO_NSIDE) for noise in NOISE_LEVELS
 )
 
 # Every catalog parameter but Omega_bh2 (Omega_b and h carry it), in the catalog's order.
@@ -103,10 +104,6 @@ COLUMN_DESCRIPTIONS: Mapping[str, str] = {
     "m_nu": "sum of neutrino masses in eV",
 }
 
-DATA_DIR_NAME = "data"
-SHARD_GLOB = "train-*.parquet"
-MANIFEST_NAME = "shards.json"
-SPLIT = "train"
 CONTENT_HASH_VERSION = "lensing-tile-rows/v1"
 
 #: Value type of every column (``kappa``: of its elements; its shape is :func:`tile_shape`).
@@ -141,7 +138,7 @@ def config_name(lmax: int, noise_level: str) -> str:
     if noise_level not in NOISE_LEVELS:
         msg = f"unknown noise level {noise_level!r}; expected one of {NOISE_LEVELS}"
         raise ValueError(msg)
-    return f"lmax_{lmax}_{noise_level}"
+    return config_dir_name(lmax, noise_level)
 
 
 def parse_config_name(name: str) -> tuple[int, str]:
@@ -189,21 +186,6 @@ def arrow_schema(lmax: int) -> pa.Schema:
         ``huggingface`` features record in the schema metadata.
     """
     return features(lmax).arrow_schema
-
-
-def shard_file_name(index: int, count: int) -> str:
-    """
-    File name of shard *index* of *count* (Hugging Face Hub convention).
-
-    Examples
-    --------
-    >>> shard_file_name(0, 3)
-    'train-00000-of-00003.parquet'
-    """
-    if not 0 <= index < count:
-        msg = f"shard index {index} outside 0..{count - 1}"
-        raise ValueError(msg)
-    return f"{SPLIT}-{index:05d}-of-{count:05d}.parquet"
 
 
 def new_row_hash(lmax: int, noise_level: str) -> hashlib._Hash:

@@ -36,16 +36,6 @@ from typing import Any
 
 PRECISIONS: tuple[str, ...] = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true")
 
-# models/compressor/lmax{L}_{noise}/
-BEST_CKPT = "best.ckpt"
-LAST_CKPT = "last.ckpt"
-NORM_STATS_JSON = "norm_stats.json"
-SPLIT_JSON = "split.json"
-RESULT_JSON = "result.json"
-# models/npe/lmax{L}_{noise}/
-NPE_CKPT = "npe_best.ckpt"
-FOM_RESULT_JSON = "fom_result.json"
-
 
 @dataclass(frozen=True, slots=True)
 class CompressorConfig:

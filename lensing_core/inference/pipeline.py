@@ -45,21 +45,11 @@ from lensing_core.dataset.normalization import (
     normalize_theta,
     theta_std_product,
 )
-from lensing_core.dataset.parquet import ShardReport, config_dir, read_shard_manifest
-from lensing_core.dataset.schema import SHARD_GLOB, config_name
+from lensing_core.dataset.parquet import ShardReport, read_shard_manifest
+from lensing_core.dataset.schema import config_name
 from lensing_core.dataset.splits import Split, load_split, make_split
 from lensing_core.inference.compressor import CompressorModule, augment_tiles, load_compressor
-from lensing_core.inference.config import (
-    BEST_CKPT,
-    FOM_RESULT_JSON,
-    LAST_CKPT,
-    NORM_STATS_JSON,
-    NPE_CKPT,
-    RESULT_JSON,
-    SPLIT_JSON,
-    CompressorConfig,
-    NPEConfig,
-)
+from lensing_core.inference.config import CompressorConfig, NPEConfig
 from lensing_core.inference.fom import fom_from_cov, fom_summary, to_physical, write_fom_result
 from lensing_core.inference.npe import LoadedNPE, fit_npe, load_npe, save_npe
 from lensing_core.inference.training import CompressorResult, fit_compressor
@@ -67,7 +57,7 @@ from lensing_core.io import InputMissingError, file_sha256, write_bytes
 from lensing_core.plotting.figures import figure_to_png_bytes
 from lensing_core.plotting.fom import fom_figure
 from lensing_core.sims.catalog import FIDUCIAL_SIM_ID
-from lensing_core.storage import DataRoot
+from lensing_core.storage import DataRoot, ShardSet
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +104,7 @@ def open_config(
         The manifest or a shard is unreadable or does not match (names the file).
     """
     label = _label(lmax, noise_level)
-    shard_dir = config_dir(root, lmax, noise_level)
+    shard_dir = root.shards(lmax, noise_level).dir
     try:
         report = read_shard_manifest(shard_dir)
     except FileNotFoundError as err:
@@ -123,7 +113,7 @@ def open_config(
     except ValueError as err:
         raise ValueError(f"{label}: {err}") from None
     try:
-        table = load_tiles(shard_dir, pattern=SHARD_GLOB, cache_dir=cache_dir)
+        table = load_tiles(shard_dir, pattern=ShardSet.GLOB, cache_dir=cache_dir)
     except (OSError, ValueError, TypeError) as err:
         raise ValueError(f"{label}: cannot read the shards in {shard_dir}: {err}") from None
     if len(table) != report.rows:
@@ -189,17 +179,17 @@ def train_compressor(
     """
     label = _label(lmax, noise_level)
     table, _ = open_config(root, lmax, noise_level, cache_dir=cache_dir)
-    split = _split_for(table, label, config_dir(root, lmax, noise_level))
-    out_dir = root.compressor_dir(lmax, noise_level)
-    if (out_dir / RESULT_JSON).exists():
-        logger.info("%s: %s holds a finished training; training again", label, out_dir)
-        (out_dir / LAST_CKPT).unlink(missing_ok=True)
+    split = _split_for(table, label, root.shards(lmax, noise_level).dir)
+    files = root.compressor(lmax, noise_level)
+    if files.result.exists():
+        logger.info("%s: %s holds a finished training; training again", label, files.dir)
+        files.last.unlink(missing_ok=True)
     try:
         return fit_compressor(
             table,
             split,
             cfg,
-            out_dir,
+            files.dir,
             tmp_root=root.tmp_root,
             accelerator=accelerator,
             max_steps=max_steps,
@@ -227,15 +217,15 @@ def _load_trained(
     """Shards, split, norm stats and compressor of one configuration, checked together."""
     label = _label(lmax, noise_level)
     table, report = open_config(root, lmax, noise_level, cache_dir=cache_dir)
-    comp_dir = root.compressor_dir(lmax, noise_level)
-    result_path = comp_dir / RESULT_JSON
+    files = root.compressor(lmax, noise_level)
+    comp_dir, result_path = files.dir, files.result
     if not result_path.is_file():
         msg = f"{label}: no trained compressor ({result_path} does not exist); train it first"
         raise InputMissingError(msg)
     try:
         result = json.loads(result_path.read_text())
-        split = load_split(comp_dir / SPLIT_JSON)
-        stats = load_norm_stats(comp_dir / NORM_STATS_JSON)
+        split = load_split(files.split)
+        stats = load_norm_stats(files.norm_stats)
     except FileNotFoundError as err:
         raise InputMissingError(f"{label}: {err}") from None
     except (ValueError, KeyError, TypeError) as err:
@@ -244,11 +234,11 @@ def _load_trained(
         split.check_rows(table.sim_id, what=f"shards of {config_name(lmax, noise_level)}")
     except ValueError as err:
         msg = (
-            f"{label}: {comp_dir / SPLIT_JSON} does not fit the current shards ({err}); "
+            f"{label}: {files.split} does not fit the current shards ({err}); "
             "the shards changed since the compressor was trained: train it again"
         )
         raise ValueError(msg) from None
-    best = comp_dir / BEST_CKPT
+    best = files.best
     try:
         compressor = load_compressor(best, map_location=device)
     except FileNotFoundError as err:
@@ -257,7 +247,7 @@ def _load_trained(
         raise ValueError(f"{label}: {err}") from None
     if compressor.norm_stats != stats:
         msg = (
-            f"{label}: the normalisation statistics in {comp_dir / NORM_STATS_JSON} do not "
+            f"{label}: the normalisation statistics in {files.norm_stats} do not "
             f"match those stored in {best}; train the compressor again"
         )
         raise ValueError(msg)
@@ -375,7 +365,7 @@ def train_npe(
         generator=torch.Generator().manual_seed(cfg.seed),
         device=device,
     )
-    npe_dir = root.npe_dir(lmax, noise_level)
+    npe_files = root.npe(lmax, noise_level)
     record = {
         "config": config_name(lmax, noise_level),
         "lmax": int(lmax),
@@ -393,8 +383,8 @@ def train_npe(
         **{k: v for k, v in fitted.to_record().items() if k != "history"},
         "val_nll_history": [h["val_nll"] for h in fitted.history],
     }
-    path = save_npe(npe_dir / NPE_CKPT, fitted.model, cfg, record, tmp_root=root.tmp_root)
-    (npe_dir / FOM_RESULT_JSON).unlink(missing_ok=True)  # the report of an older NPE
+    path = save_npe(npe_files.checkpoint, fitted.model, cfg, record, tmp_root=root.tmp_root)
+    npe_files.fom_result.unlink(missing_ok=True)  # the report of an older NPE
     logger.info("%s: NPE written to %s", label, path)
     return NPETrainingResult(checkpoint=path, record=record)
 
@@ -475,7 +465,8 @@ def fom_report(
     label = _label(lmax, noise_level)
     device = resolve_device(device)
     trained = _load_trained(root, lmax, noise_level, device, cache_dir)
-    npe_path = root.npe_dir(lmax, noise_level) / NPE_CKPT
+    npe_files = root.npe(lmax, noise_level)
+    npe_path = npe_files.checkpoint
     try:
         npe = load_npe(npe_path, map_location=device)
     except FileNotFoundError as err:
@@ -491,7 +482,7 @@ def fom_report(
     split = trained.split
     if len(split.fiducial) == 0:
         msg = (
-            f"{label}: the shards in {config_dir(root, lmax, noise_level)} hold no tile of the "
+            f"{label}: the shards in {root.shards(lmax, noise_level).dir} hold no tile of the "
             f"fiducial sim {FIDUCIAL_SIM_ID}"
         )
         raise ValueError(msg)
@@ -503,7 +494,7 @@ def fom_report(
     n_points = len(np.unique(train_theta, axis=0))
     if n_points <= train_theta.shape[1]:
         msg = (
-            f"{label}: the compressor-train tiles of {config_dir(root, lmax, noise_level)} "
+            f"{label}: the compressor-train tiles of {root.shards(lmax, noise_level).dir} "
             f"come from {n_points} parameter points, so the prior's covariance is singular; "
             f"the FoM needs tiles of at least {train_theta.shape[1] + 1} sims besides the "
             f"fiducial"
@@ -540,6 +531,7 @@ def fom_report(
         fid_cov_phys,
         theta_fid,
         fom_test,
+        fiducial_fom=record["fom_fiducial_all"],
         fom_prior=record["fom_prior"],
         title=(
             f"{config_name(lmax, noise_level)}: FoM {record['fom_fiducial_median']:.0f} "
@@ -551,9 +543,7 @@ def fom_report(
     figure_path = root.fom_figure_path(lmax, noise_level)
     write_bytes(figure_path, png, tmp_root=root.tmp_root)
     record["figure"] = str(figure_path)
-    result_path = write_fom_result(
-        root.npe_dir(lmax, noise_level) / FOM_RESULT_JSON, record, tmp_root=root.tmp_root
-    )
+    result_path = write_fom_result(npe_files.fom_result, record, tmp_root=root.tmp_root)
     logger.info(
         "%s: fiducial FoM %.1f +- %.1f (prior %.1f), coverage %s, in %s",
         label,

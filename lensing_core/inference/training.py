@@ -71,19 +71,13 @@ from lensing_core.dataset.normalization import NormStats, compute_norm_stats, sa
 from lensing_core.dataset.splits import Split, load_split, save_split
 from lensing_core.inference.compressor import CompressorModule, load_compressor, read_checkpoint
 from lensing_core.inference.config import (
-    BEST_CKPT,
-    LAST_CKPT,
-    NORM_STATS_JSON,
-    RESULT_JSON,
-    SPLIT_JSON,
     CompressorConfig,
     resolve_precision,
 )
 from lensing_core.io import atomic_open, write_json
+from lensing_core.storage import CompressorFiles
 
 logger = logging.getLogger(__name__)
-
-LOG_DIR = "logs"
 
 #: Config fields that may change between a run and its resumption.
 RESUME_SAFE_FIELDS = frozenset({"max_epochs", "num_workers", "precision", "deterministic"})
@@ -112,29 +106,14 @@ class CompressorResult:
     norm_stats: NormStats
 
     @property
+    def files(self) -> CompressorFiles:
+        """The files of the run."""
+        return CompressorFiles(self.out_dir)
+
+    @property
     def best_ckpt(self) -> Path:
         """Weights with the lowest validation loss."""
-        return self.out_dir / BEST_CKPT
-
-    @property
-    def last_ckpt(self) -> Path:
-        """Full training state at the end of the fit (for resuming)."""
-        return self.out_dir / LAST_CKPT
-
-    @property
-    def norm_stats_path(self) -> Path:
-        """``norm_stats.json``."""
-        return self.out_dir / NORM_STATS_JSON
-
-    @property
-    def split_path(self) -> Path:
-        """``split.json``."""
-        return self.out_dir / SPLIT_JSON
-
-    @property
-    def result_path(self) -> Path:
-        """``result.json``."""
-        return self.out_dir / RESULT_JSON
+        return self.files.best
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -320,7 +299,7 @@ def _check_resumable(
             f"table's compressor-train split (the tiles or the split changed); {start_over}"
         )
         raise ValueError(msg)
-    split_path = out_dir / SPLIT_JSON
+    split_path = CompressorFiles(out_dir).split
     if split_path.exists() and load_split(split_path) != split:
         raise ValueError(f"cannot resume from {last}: {split_path} is another split; {start_over}")
     return int(ckpt.get("global_step", 0))
@@ -410,13 +389,14 @@ def fit_compressor(
     stats = compute_norm_stats(
         table.tiles, table.theta, split.compressor_train, param_names=table.param_names
     )
-    last, best = out_dir / LAST_CKPT, out_dir / BEST_CKPT
+    files = CompressorFiles(out_dir)
+    last, best = files.last, files.best
     resumed_from = _check_resumable(last, out_dir, cfg, stats, split) if last.exists() else None
-    (out_dir / RESULT_JSON).unlink(missing_ok=True)
+    files.result.unlink(missing_ok=True)
     if resumed_from is None:
         best.unlink(missing_ok=True)  # from an older run this one does not continue
-    save_split(split, out_dir / SPLIT_JSON, tmp_root=tmp_root)
-    save_norm_stats(stats, out_dir / NORM_STATS_JSON, tmp_root=tmp_root)
+    save_split(split, files.split, tmp_root=tmp_root)
+    save_norm_stats(stats, files.norm_stats, tmp_root=tmp_root)
 
     # a resumed run draws a new shuffling and augmentation stream instead of replaying the
     # first epochs' one; a fresh run's weights are seeded by cfg.seed itself
@@ -447,7 +427,7 @@ def fit_compressor(
     precision = resolve_precision(cfg.precision, accelerator)
     best_cb = ModelCheckpoint(
         dirpath=out_dir,
-        filename=Path(BEST_CKPT).stem,
+        filename=best.stem,
         monitor="val_loss",
         mode="min",
         save_top_k=1,
@@ -455,7 +435,7 @@ def fit_compressor(
         enable_version_counter=False,
     )
     last_cb = ModelCheckpoint(
-        dirpath=out_dir, filename=Path(LAST_CKPT).stem, save_top_k=1, enable_version_counter=False
+        dirpath=out_dir, filename=last.stem, save_top_k=1, enable_version_counter=False
     )
     clock = _TrainClock()
     with _torch_flags(cuda=cuda):
@@ -469,7 +449,7 @@ def fit_compressor(
             gradient_clip_val=cfg.grad_clip_norm or None,
             callbacks=[best_cb, last_cb, clock],
             plugins=[AtomicCheckpointIO(tmp_root)],
-            logger=CSVLogger(out_dir, name="", version=LOG_DIR),
+            logger=CSVLogger(out_dir, name="", version=CompressorFiles.LOGS),
             default_root_dir=out_dir,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -523,13 +503,13 @@ def fit_compressor(
         "n_tiles": split.sizes(),
         "config": cfg.to_dict(),
         "files": {
-            "best_ckpt": BEST_CKPT,
-            "last_ckpt": LAST_CKPT,
-            "norm_stats": NORM_STATS_JSON,
-            "split": SPLIT_JSON,
+            "best_ckpt": files.best.name,
+            "last_ckpt": files.last.name,
+            "norm_stats": files.norm_stats.name,
+            "split": files.split.name,
         },
     }
-    write_json(out_dir / RESULT_JSON, metrics, tmp_root=tmp_root, indent=1)
+    write_json(files.result, metrics, tmp_root=tmp_root, indent=1)
     logger.info(
         "compressor %s: val MSE %.4f, test R^2 %s, %d steps in %.1f s",
         cfg.backbone,

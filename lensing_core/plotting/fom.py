@@ -24,7 +24,6 @@ from matplotlib.patches import Ellipse
 from scipy import stats
 
 from lensing_core._types import FloatArray
-from lensing_core.inference.fom import fom_from_cov
 
 _PARAM_LABELS = (r"$\Omega_m$", r"$S_8$")
 
@@ -53,6 +52,7 @@ def fom_figure(
     theta_true: Any,
     fom_values: Any,
     *,
+    fiducial_fom: Any,
     title: str | None = None,
     fom_prior: float | None = None,
     levels: Sequence[float] = (0.68, 0.95),
@@ -70,6 +70,8 @@ def fom_figure(
         ``(2,)`` the fiducial sim's parameters.
     fom_values
         ``(n_test,)`` physical FoM of the test tiles (histogram).
+    fiducial_fom
+        ``(n_fid,)`` physical FoM of the fiducial tiles.
     title
         Figure title (e.g. the configuration and the calibration).
     fom_prior
@@ -98,7 +100,10 @@ def fom_figure(
     if truth.shape != (2,):
         msg = f"expected theta_true of shape (2,), got {truth.shape}"
         raise ValueError(msg)
-    fom_fid = np.atleast_1d(fom_from_cov(covs))
+    fom_fid = np.asarray(fiducial_fom, dtype=np.float64).ravel()
+    if fom_fid.shape != (len(means),):
+        msg = f"expected fiducial_fom of shape ({len(means)},), got {fom_fid.shape}"
+        raise ValueError(msg)
 
     fig = Figure(figsize=(10.0, 4.2))
     FigureCanvasAgg(fig)

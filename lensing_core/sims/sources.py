@@ -24,7 +24,8 @@ import numpy as np
 from lensing_core._types import FloatArray
 from lensing_core.io import InputMissingError, file_sha256, read_npz
 from lensing_core.sims.catalog import SimCatalog
-from lensing_core.storage import KAPPA_KEYS, kappa_maps_from_arrays
+from lensing_core.sky.healpix import check_maps
+from lensing_core.storage import KAPPA_KEYS, stack_kappa_bins
 
 SYNTHETIC_SEED_TAG = 7310  # separates the synthetic-map stream from other uses of a sim id
 
@@ -116,7 +117,8 @@ class KappaNpzSource:
         path = self.path(sim_id)
         what = f"kappa maps of sim {sim_id}"
         arrays, _ = read_npz(path, KAPPA_KEYS, what=what)
-        maps = kappa_maps_from_arrays(arrays, what=f"{what} ({path})")
+        maps = stack_kappa_bins(arrays, what=f"{what} ({path})")
+        check_maps(maps, what=f"{what} ({path})")
         return maps, {**self.describe(), "file": str(path), "sha256": file_sha256(path)}
 
     @staticmethod

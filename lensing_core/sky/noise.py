@@ -26,8 +26,8 @@ from functools import lru_cache
 import numpy as np
 
 from lensing_core._types import ComplexArray, FloatArray, IntArray
-from lensing_core.sims.surveys import SURVEYS
 from lensing_core.sky.harmonics import n_alm
+from lensing_core.sky.surveys import SURVEYS
 from lensing_core.units import healpix_pixel_area_sr, per_arcmin2_to_per_sr
 
 NOISE_LEVELS: tuple[str, ...] = ("noiseless", "des_y3", "lsst_y10")

@@ -108,7 +108,7 @@ def test_models_and_report_from_tiles(data_root: Path, test_resources: dict) -> 
     assert comp.success
     meta = comp.asset_materializations_for_node("compressor_model")[0].metadata
     root = DataRoot(data_root)
-    assert meta["path"].value == str(root.compressor_dir(200, "des_y3") / "best.ckpt")
+    assert meta["path"].value == str(root.compressor(200, "des_y3").dir / "best.ckpt")
     assert meta["backbone"].value == "test_efficientnet"
     assert meta["device"].value == "cpu"
     assert meta["epochs"].value == 2
@@ -118,13 +118,13 @@ def test_models_and_report_from_tiles(data_root: Path, test_resources: dict) -> 
     npe = _run(npe_model, KEY, resources, instance, {"max_epochs": 3})
     assert npe.success
     npe_meta = npe.asset_materializations_for_node("npe_model")[0].metadata
-    assert npe_meta["path"].value == str(root.npe_dir(200, "des_y3") / "npe_best.ckpt")
+    assert npe_meta["path"].value == str(root.npe(200, "des_y3").dir / "npe_best.ckpt")
     assert npe_meta["epochs"].value <= 3
 
     report = _run(fom_report, KEY, resources, instance)
     assert report.success
     rmeta = report.asset_materializations_for_node("fom_report")[0].metadata
-    assert rmeta["path"].value == str(root.npe_dir(200, "des_y3") / "fom_result.json")
+    assert rmeta["path"].value == str(root.npe(200, "des_y3").dir / "fom_result.json")
     assert rmeta["figure"].value.startswith("![FoM report](data:image/png;base64,iVBOR")
     quantities = {row.data["quantity"] for row in rmeta["fom"].value.records}
     assert {"fom_fiducial_median", "fom_prior", "coverage_68", "coverage_95"} <= quantities

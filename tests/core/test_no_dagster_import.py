@@ -16,7 +16,7 @@ MODULES = (
     "lensing_core.sims.synthetic",
     "lensing_core.config",
     "lensing_core.storage",
-    "lensing_core.summaries",
+    "lensing_core.sky.summaries",
 )
 
 # Imports the named modules, then every module under lensing_core, one at a time, and records

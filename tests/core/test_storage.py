@@ -9,7 +9,7 @@ import pytest
 
 import lensing_core.io as lio
 from lensing_core.io import InputMissingError
-from lensing_core.storage import KAPPA_KEYS, DataRoot
+from lensing_core.storage import KAPPA_KEYS, DataRoot, ShardSet
 
 
 def _maps(rng: np.random.Generator, nside: int = 16) -> np.ndarray:
@@ -103,4 +103,11 @@ def test_tiles_of_the_wrong_shape_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(
         ValueError, match=r"tiles of sim 2 at lmax 200 .*expected \(12, 4, 128, 128\)"
     ):
-        root.read_tiles(2, 200, ("noiseless",))
+        root.read_tiles(2, 200, ("noiseless",), shape=(12, 4, 128, 128))
+
+
+def test_shard_file_names() -> None:
+    assert ShardSet.shard_name(0, 3) == "train-00000-of-00003.parquet"
+    assert ShardSet.shard_name(2, 3) == "train-00002-of-00003.parquet"
+    with pytest.raises(ValueError, match="outside"):
+        ShardSet.shard_name(3, 3)

@@ -28,7 +28,6 @@ from lensing_core.validation import (
     std_per_bin,
     theory_nz,
     validate_kappa_maps,
-    write_spectra_plot,
 )
 from tests.fixtures.maps import FIDUCIAL_TEST_PARAMS
 
@@ -220,7 +219,7 @@ def test_read_kappa_for_checks_keeps_nan(tmp_path: Path, maps: np.ndarray) -> No
     assert read.shape == (4, 12 * NSIDE**2)
     assert count_nonfinite(read).tolist() == [0, 1, 0, 0]
     assert meta["params"]["Omega_m"] == FIDUCIAL_TEST_PARAMS["Omega_m"]
-    path = write_spectra_plot(root, 7, b"\x89PNG fake")
+    path = root.write_bytes(root.spectra_plot_path(7), b"\x89PNG fake")
     assert path == tmp_path / "reports" / "kappa_checks" / "sim00007_spectra.png"
     assert path.read_bytes() == b"\x89PNG fake"
     assert list((tmp_path / ".tmp").iterdir()) == []

@@ -15,7 +15,6 @@ import yaml
 
 from lensing_core.dataset import hf
 from lensing_core.dataset.hf import (
-    REVISION_FILE,
     RevisionInfo,
     build_dataset_card,
     discover_configs,
@@ -25,14 +24,12 @@ from lensing_core.dataset.hf import (
 )
 from lensing_core.dataset.parquet import (
     ShardReport,
-    config_dir,
-    hf_dataset_dir,
     write_config_shards,
 )
 from lensing_core.dataset.schema import PARAM_COLUMNS
 from lensing_core.sims.catalog import SimCatalog
 from lensing_core.sky.noise import NOISE_LEVELS
-from lensing_core.storage import DataRoot
+from lensing_core.storage import DataRoot, RevisionDir
 from tests.core.dataset.conftest import LMAX, N_PIX, SIMS
 
 CONFIGS = ("lmax_200_noiseless", "lmax_200_des_y3")
@@ -43,7 +40,7 @@ def _build(root: DataRoot, catalog: SimCatalog, **shard_kwargs: int) -> Revision
     for noise in ("noiseless", "des_y3"):
         write_config_shards(root, catalog, LMAX, noise, SIMS, **shard_kwargs)
     return write_hf_revision(
-        hf_dataset_dir(root),
+        root.hf_dataset.dir,
         tmp_root=root.tmp_root,
         scheme="belts",
         noise_convention="per_component",
@@ -86,7 +83,7 @@ def test_card_lists_configs_features_and_conventions(
     for column in ("kappa", "sim_id", "orientation_id", "tile_id", *PARAM_COLUMNS):
         assert f"`{column}`" in body
     assert "lmax_600_des_y3" in body  # listed as not in this revision
-    record = json.loads((info.path / REVISION_FILE).read_text())
+    record = json.loads(RevisionDir(info.path).record.read_text())
     assert record["revision_id"] == info.revision_id
     assert set(record["configs"]) == set(CONFIGS)
     assert info.to_metadata()["missing_configs"] == [
@@ -173,7 +170,7 @@ def test_revision_id_is_content_derived(
 
 def test_revision_checks_what_it_describes(data_root: DataRoot, catalog: SimCatalog) -> None:
     report = write_config_shards(data_root, catalog, LMAX, "des_y3", SIMS)
-    hf_dir = hf_dataset_dir(data_root)
+    hf_dir = data_root.hf_dataset.dir
     assert discover_configs(hf_dir) == {report.config: report.out_dir}
     with pytest.raises(ValueError, match="scheme"):
         write_hf_revision(
@@ -193,7 +190,7 @@ def test_revision_checks_what_it_describes(data_root: DataRoot, catalog: SimCata
     with pytest.raises(FileNotFoundError, match="manifest"):
         write_hf_revision(
             hf_dir,
-            {"lmax_200_noiseless": config_dir(data_root, LMAX, "noiseless")},
+            {"lmax_200_noiseless": data_root.shards(LMAX, "noiseless").dir},
             tmp_root=data_root.tmp_root,
             scheme="belts",
             noise_convention="per_component",

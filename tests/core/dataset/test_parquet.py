@@ -16,16 +16,15 @@ from lensing_core import io as lensing_io
 from lensing_core.dataset import parquet as shards_mod
 from lensing_core.dataset.parquet import (
     ShardReport,
-    config_dir,
     hash_shards,
     read_kappa,
     read_shard_manifest,
     write_config_shards,
 )
-from lensing_core.dataset.schema import MANIFEST_NAME, PARAM_COLUMNS, arrow_schema
+from lensing_core.dataset.schema import PARAM_COLUMNS, arrow_schema
 from lensing_core.sims.catalog import SimCatalog
 from lensing_core.sky.noise import NOISE_LEVELS
-from lensing_core.storage import DataRoot
+from lensing_core.storage import DataRoot, ShardSet
 from tests.core.dataset.conftest import LMAX, N_PIX, SIMS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -53,7 +52,7 @@ def _fake_tiles(root: DataRoot, sim_id: int, shape: tuple[int, ...], rng: np.ran
 def test_rows_columns_and_values(data_root: DataRoot, catalog: SimCatalog) -> None:
     """12 rows per sim with tiles, in (sim, orientation, tile) order, values as in the files."""
     report = write_config_shards(data_root, catalog, LMAX, "des_y3", [*SIMS, 4])
-    assert report.out_dir == config_dir(data_root, LMAX, "des_y3")
+    assert report.out_dir == data_root.shards(LMAX, "des_y3").dir
     assert report.rows == 12 * len(SIMS)
     assert report.sims_included == SIMS
     assert report.sims_missing == (4,)
@@ -92,9 +91,11 @@ def test_tile_files_are_read_one_sim_at_a_time(
     alive: list[weakref.ref] = []
     calls = []
 
-    def tracking_read(self: DataRoot, sim_id: int, lmax: int, noise_levels: tuple[str, ...]):
+    def tracking_read(
+        self: DataRoot, sim_id: int, lmax: int, noise_levels: tuple[str, ...], **kwargs: object
+    ):
         calls.append((sim_id, noise_levels, sum(ref() is not None for ref in alive)))
-        by_noise, meta = read(self, sim_id, lmax, noise_levels)
+        by_noise, meta = read(self, sim_id, lmax, noise_levels, **kwargs)
         alive.extend(weakref.ref(a) for a in by_noise.values())
         return by_noise, meta
 
@@ -143,7 +144,7 @@ def test_shards_are_bounded(data_root: DataRoot, catalog: SimCatalog) -> None:
     assert all(p.stat().st_size <= SMALL_SHARD_BYTES for p in report.shard_paths)
     assert sum(pq.ParquetFile(p).metadata.num_rows for p in report.shard_paths) == 36
     assert sorted(p.name for p in report.out_dir.iterdir()) == sorted(
-        [s.name for s in report.shards] + [MANIFEST_NAME]
+        [s.name for s in report.shards] + [ShardSet.MANIFEST]
     )
     with pytest.raises(ValueError, match="below one row"):
         write_config_shards(data_root, catalog, LMAX, "lsst_y10", SIMS, max_shard_bytes=100_000)
@@ -199,7 +200,7 @@ def test_failed_build_leaves_previous_set_untouched(
     )
     clean_root = DataRoot(data_root.root.parent / "clean")
     clean = write_config_shards(
-        data_root, catalog, LMAX, "des_y3", SIMS, out_dir=config_dir(clean_root, LMAX, "des_y3")
+        data_root, catalog, LMAX, "des_y3", SIMS, out_dir=clean_root.shards(LMAX, "des_y3").dir
     )
     assert rerun.content_hash == clean.content_hash
 
@@ -210,7 +211,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from lensing_core.dataset.parquet import write_config_shards
 from lensing_core.sims.catalog import synthetic_catalog
-from lensing_core.storage import DataRoot
+from lensing_core.storage import DataRoot, ShardSet
 
 class Dying(pq.ParquetWriter):
     closed = 0
@@ -321,7 +322,7 @@ def test_tiles_of_another_scheme_are_not_mixed_in(data_root: DataRoot, catalog: 
     with pytest.raises(ValueError, match="no sim has valid tiles") as err:
         write_config_shards(data_root, catalog, LMAX, "des_y3", SIMS, scheme="legacy")
     assert "scheme 'belts', expected 'legacy'" in str(err.value)
-    assert not config_dir(data_root, LMAX, "des_y3").exists()
+    assert not data_root.shards(LMAX, "des_y3").dir.exists()
     report = write_config_shards(
         data_root, catalog, LMAX, "des_y3", SIMS, scheme="belts", noise_convention="per_component"
     )

@@ -16,7 +16,6 @@ from lensing_core.dataset.schema import (
     features,
     new_row_hash,
     parse_config_name,
-    shard_file_name,
     tile_shape,
     update_row_hash,
 )
@@ -72,13 +71,6 @@ def test_features_and_arrow_schema(lmax: int) -> None:
 
 def test_parameter_columns_are_the_spec_eight() -> None:
     assert PARAM_COLUMNS == ("Omega_m", "sigma_8", "S8", "w", "h", "n_s", "Omega_b", "m_nu")
-
-
-def test_shard_file_names() -> None:
-    assert shard_file_name(0, 3) == "train-00000-of-00003.parquet"
-    assert shard_file_name(2, 3) == "train-00002-of-00003.parquet"
-    with pytest.raises(ValueError, match="outside"):
-        shard_file_name(3, 3)
 
 
 def _rows(rng: np.random.Generator, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

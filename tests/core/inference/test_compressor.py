@@ -221,7 +221,7 @@ def test_fit_writes_files_and_result(trained: CompressorResult, split: Split, st
     assert {"best.ckpt", "last.ckpt", "norm_stats.json", "split.json", "result.json"} <= names
     assert not any(name.endswith(".partial") for name in names)
     assert [p for p in (out.parent / ".tmp").rglob("*") if p.is_file()] == []
-    record = json.loads(trained.result_path.read_text())
+    record = json.loads(trained.files.result.read_text())
     assert record == json.loads(json.dumps(trained.metrics))
     for key in ("train_mse", "val_mse", "test_mse", "best_val_loss", "elapsed_s"):
         assert isinstance(record[key], float)
@@ -238,8 +238,8 @@ def test_fit_writes_files_and_result(trained: CompressorResult, split: Split, st
     assert record["train_tiles_per_s"] > 0
     assert CompressorConfig.from_dict(record["config"]) == tiny_config()
     # statistics of the compressor-train split only, and the very split given
-    assert load_norm_stats(trained.norm_stats_path) == stats == trained.norm_stats
-    assert load_split(trained.split_path) == split
+    assert load_norm_stats(trained.files.norm_stats) == stats == trained.norm_stats
+    assert load_split(trained.files.split) == split
 
 
 def test_loss_decreases_on_learnable_toy(
@@ -277,7 +277,7 @@ def test_fit_is_reproducible(tmp_path: Path, table: TileTable, split: Split) -> 
         )
         for i in range(2)
     ]
-    first, second = (torch.load(r.last_ckpt, weights_only=True)["state_dict"] for r in runs)
+    first, second = (torch.load(r.files.last, weights_only=True)["state_dict"] for r in runs)
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert runs[0].metrics["val_mse"] == runs[1].metrics["val_mse"]

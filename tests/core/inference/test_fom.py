@@ -207,7 +207,13 @@ def test_fom_figure_has_two_axes_and_renders(rng: np.random.Generator) -> None:
     means = truth + rng.normal(size=(12, 2)) * 0.2 * THETA_STD
     foms = rng.lognormal(np.log(500), 0.2, size=300)
     fig = fom_figure(
-        means, covs, truth, foms, title="lmax 200, DES Y3: coverage 0.67 / 0.94", fom_prior=500.0
+        means,
+        covs,
+        truth,
+        foms,
+        fiducial_fom=fom_from_cov(covs),
+        title="lmax 200, DES Y3: coverage 0.67 / 0.94",
+        fom_prior=500.0,
     )
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 2
@@ -220,4 +226,4 @@ def test_fom_figure_has_two_axes_and_renders(rng: np.random.Generator) -> None:
     with pytest.raises(
         ValueError, match=r"fiducial_covs \(n, 2, 2\), got \(12, 2\) and \(11, 2, 2\)"
     ):
-        fom_figure(means, covs[:11], truth, foms)
+        fom_figure(means, covs[:11], truth, foms, fiducial_fom=fom_from_cov(covs[:11]))

@@ -14,14 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lensing_core.dataset.parquet import config_dir, write_config_shards
+from lensing_core.dataset.parquet import write_config_shards
 from lensing_core.dataset.splits import load_split
 from lensing_core.inference.config import CompressorConfig, compressor_preset
 from lensing_core.inference.fom import FOM_RESULT_KEYS, read_fom_result
 from lensing_core.inference.npe import NPEConfig, load_npe
 from lensing_core.inference.pipeline import (
-    FOM_RESULT_JSON,
-    NPE_CKPT,
     fom_report,
     open_config,
     resolve_device,
@@ -95,13 +93,13 @@ def test_open_config_reads_the_shards(tiles_root: DataRoot) -> None:
 
 def test_chain_writes_the_data_root_layout(trained_root: DataRoot) -> None:
     """SPEC section 10: models/compressor/..., models/npe/..., and the report figure."""
-    comp = trained_root.compressor_dir(LMAX, NOISE)
+    comp = trained_root.compressor(LMAX, NOISE).dir
     assert comp == trained_root.root / "models" / "compressor" / "lmax200_des_y3"
     for name in ("best.ckpt", "last.ckpt", "norm_stats.json", "split.json", "result.json"):
         assert (comp / name).is_file(), name
-    npe_dir = trained_root.npe_dir(LMAX, NOISE)
+    npe_dir = trained_root.npe(LMAX, NOISE).dir
     assert npe_dir == trained_root.root / "models" / "npe" / "lmax200_des_y3"
-    record = read_fom_result(npe_dir / FOM_RESULT_JSON)
+    record = read_fom_result(trained_root.npe(LMAX, NOISE).fom_result)
     assert set(FOM_RESULT_KEYS) <= set(record)
     assert (record["lmax"], record["noise_level"]) == (LMAX, NOISE)
     assert len(record["fom_fiducial_all"]) == 12
@@ -121,8 +119,8 @@ def test_chain_writes_the_data_root_layout(trained_root: DataRoot) -> None:
 
 
 def test_npe_uses_the_compressor_split_and_records_it(trained_root: DataRoot) -> None:
-    split = load_split(trained_root.compressor_dir(LMAX, NOISE) / "split.json")
-    npe = load_npe(trained_root.npe_dir(LMAX, NOISE) / NPE_CKPT)
+    split = load_split(trained_root.compressor(LMAX, NOISE).dir / "split.json")
+    npe = load_npe(trained_root.npe(LMAX, NOISE).checkpoint)
     assert npe.extra["n_train"] == len(split.npe_train)
     assert npe.extra["n_val"] == len(split.test)
     assert npe.extra["config"] == CONFIG
@@ -135,7 +133,7 @@ def test_npe_uses_the_compressor_split_and_records_it(trained_root: DataRoot) ->
 def test_interrupted_training_resumes_and_a_finished_one_starts_over(
     copy_root: DataRoot,
 ) -> None:
-    comp = copy_root.compressor_dir(LMAX, NOISE)
+    comp = copy_root.compressor(LMAX, NOISE).dir
     cfg = CompressorConfig(**{**TINY.to_dict(), "max_epochs": 20})  # max_steps stops first
     first = train_compressor(copy_root, LMAX, NOISE, cfg, accelerator="cpu", max_steps=2)
     assert first.metrics["global_step"] == 2
@@ -151,7 +149,7 @@ def test_interrupted_training_resumes_and_a_finished_one_starts_over(
 def test_missing_shards_name_the_configuration(copy_root: DataRoot) -> None:
     with pytest.raises(InputMissingError, match=r"lmax_400_des_y3.*shards\.json"):
         train_compressor(copy_root, 400, NOISE, TINY, accelerator="cpu")
-    assert not copy_root.compressor_dir(400, NOISE).exists()
+    assert not copy_root.compressor(400, NOISE).dir.exists()
 
 
 def test_missing_compressor_and_npe_are_named(copy_root: DataRoot, catalog: SimCatalog) -> None:
@@ -166,10 +164,10 @@ def test_missing_compressor_and_npe_are_named(copy_root: DataRoot, catalog: SimC
 def test_too_few_tiles_for_the_split(copy_root: DataRoot, catalog: SimCatalog) -> None:
     """Only the fiducial sim: nothing to train on; the message names config and directory."""
     write_config_shards(copy_root, catalog, LMAX, "noiseless", [FIDUCIAL_SIM_ID])
-    shard_dir = config_dir(copy_root, LMAX, "noiseless")
+    shard_dir = copy_root.shards(LMAX, "noiseless").dir
     with pytest.raises(ValueError, match=rf"lmax_200_noiseless \({shard_dir}\): too few tiles"):
         train_compressor(copy_root, LMAX, "noiseless", TINY, accelerator="cpu")
-    assert not (copy_root.compressor_dir(LMAX, "noiseless") / "best.ckpt").exists()
+    assert not (copy_root.compressor(LMAX, "noiseless").dir / "best.ckpt").exists()
 
 
 def test_no_fiducial_tiles_is_an_error_of_the_report(
@@ -180,22 +178,22 @@ def test_no_fiducial_tiles_is_an_error_of_the_report(
     train_npe(copy_root, LMAX, "noiseless", NPEConfig(max_epochs=1), device="cpu")
     with pytest.raises(ValueError, match=r"lmax_200_noiseless: .* no tile of the fiducial sim"):
         fom_report(copy_root, LMAX, "noiseless", device="cpu")
-    assert not (copy_root.npe_dir(LMAX, "noiseless") / FOM_RESULT_JSON).exists()
+    assert not (copy_root.npe(LMAX, "noiseless").fom_result).exists()
 
 
 def test_corrupt_compressor_checkpoint_is_named(copy_root: DataRoot) -> None:
-    best = copy_root.compressor_dir(LMAX, NOISE) / "best.ckpt"
+    best = copy_root.compressor(LMAX, NOISE).dir / "best.ckpt"
     best.write_bytes(best.read_bytes()[:1000])
-    npe_before = (copy_root.npe_dir(LMAX, NOISE) / NPE_CKPT).read_bytes()
+    npe_before = (copy_root.npe(LMAX, NOISE).checkpoint).read_bytes()
     with pytest.raises(ValueError, match=rf"{CONFIG}: .*{best}.* truncated or corrupt"):
         train_npe(copy_root, LMAX, NOISE, NPE_TINY, device="cpu")
     with pytest.raises(ValueError, match=rf"{CONFIG}: .*{best}.* truncated or corrupt"):
         fom_report(copy_root, LMAX, NOISE, device="cpu")
-    assert (copy_root.npe_dir(LMAX, NOISE) / NPE_CKPT).read_bytes() == npe_before
+    assert (copy_root.npe(LMAX, NOISE).checkpoint).read_bytes() == npe_before
 
 
 def test_corrupt_resume_checkpoint_is_named(copy_root: DataRoot) -> None:
-    comp = copy_root.compressor_dir(LMAX, NOISE)
+    comp = copy_root.compressor(LMAX, NOISE).dir
     (comp / "result.json").unlink()
     (comp / "last.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=rf"{CONFIG}: .*last\.ckpt.* truncated or corrupt"):
@@ -203,7 +201,7 @@ def test_corrupt_resume_checkpoint_is_named(copy_root: DataRoot) -> None:
 
 
 def test_norm_stats_that_do_not_match_the_model(copy_root: DataRoot) -> None:
-    path = copy_root.compressor_dir(LMAX, NOISE) / "norm_stats.json"
+    path = copy_root.compressor(LMAX, NOISE).dir / "norm_stats.json"
     record = json.loads(path.read_text())
     record["tile_std"] = [2 * v for v in record["tile_std"]]
     path.write_text(json.dumps(record))

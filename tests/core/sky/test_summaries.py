@@ -1,4 +1,4 @@
-"""Tests of :mod:`lensing_core.summaries`: the figures shown in tile and kappa metadata."""
+"""Tests of :mod:`lensing_core.sky.summaries`: the figures shown in tile and kappa metadata."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from lensing_core.summaries import kappa_summary, scheme_summary, tile_summary
+from lensing_core.sky.summaries import kappa_summary, scheme_summary, tile_summary
 
 
 def test_kappa_summary(rng: np.random.Generator) -> None:
