@@ -1,49 +1,52 @@
-"""The Dagster Definitions of the lensing platform (``dagster ... -m lensing_assets``)."""
+"""The Dagster Definitions of the lensing platform (``dagster ... -m lensing_assets``).
+
+:func:`build_defs` makes them from settings; :func:`defs`, what Dagster loads, reads the
+settings from the environment (once, when the code location loads) and registers the
+configured suite's sims in the instance (:mod:`lensing_assets.defs.registration`).
+"""
+
+from __future__ import annotations
 
 import dagster as dg
 
-from lensing_assets.defs.automation import fill_missing_schedules, lensing_automation
-from lensing_assets.defs.checks import kappa_map_checks
+from lensing_assets.defs.automation import automation_defs
 from lensing_assets.defs.dataset import hf_dataset, tile_shards
-from lensing_assets.defs.inputs import sim_discovery_sensor, sim_inputs
-from lensing_assets.defs.jobs import (
-    compressor_job,
-    fom_report_job,
-    hf_dataset_job,
-    kappa_job,
-    npe_job,
-    shards_job,
-    tiles_job,
-)
-from lensing_assets.defs.kappa import kappa_maps
-from lensing_assets.defs.models import compressor_model, npe_model
-from lensing_assets.defs.partitions import SETTINGS
+from lensing_assets.defs.inputs import sim_inputs
+from lensing_assets.defs.jobs import JOBS
+from lensing_assets.defs.kappa import kappa_map_checks, kappa_maps
+from lensing_assets.defs.models import build_model_assets
+from lensing_assets.defs.registration import register_suite
 from lensing_assets.defs.reports import fom_report
-from lensing_assets.defs.resources import resources_from
+from lensing_assets.defs.resources import platform_resources
 from lensing_assets.defs.tiles import tiles
+from lensing_core.config import PlatformSettings
 
-defs = dg.Definitions(
-    assets=[
-        sim_inputs,
-        kappa_maps,
-        tiles,
-        tile_shards,
-        hf_dataset,
-        compressor_model,
-        npe_model,
-        fom_report,
-    ],
-    asset_checks=[kappa_map_checks],
-    jobs=[
-        kappa_job,
-        tiles_job,
-        shards_job,
-        hf_dataset_job,
-        compressor_job,
-        npe_job,
-        fom_report_job,
-    ],
-    sensors=[sim_discovery_sensor, lensing_automation],
-    schedules=fill_missing_schedules,
-    resources=resources_from(SETTINGS),
-)
+
+def build_defs(settings: PlatformSettings) -> dg.Definitions:
+    """The platform's assets, checks, jobs, sensors, schedules and resources for *settings*."""
+    sensors, schedules = automation_defs(settings.automation)
+    return dg.Definitions(
+        assets=[
+            sim_inputs,
+            kappa_maps,
+            tiles,
+            tile_shards,
+            hf_dataset,
+            *build_model_assets(settings.training),
+            fom_report,
+        ],
+        asset_checks=[kappa_map_checks],
+        jobs=JOBS,
+        sensors=sensors,
+        schedules=schedules,
+        resources=platform_resources(settings),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The definitions for the ``LENSING_*`` settings of this process."""
+    settings = PlatformSettings.from_env()
+    definitions = build_defs(settings)
+    register_suite(settings.kappa_source(), definitions)
+    return definitions

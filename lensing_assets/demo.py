@@ -14,18 +14,18 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 
 import dagster as dg
 
-from lensing_assets.definitions import defs
+from lensing_assets.definitions import build_defs
 from lensing_assets.defs.partitions import (
-    CATALOG,
-    SETTINGS,
     config_of,
     dataset_partitions_def,
     register_sims,
     sim_lmax_partitions_def,
 )
+from lensing_core.config import PlatformSettings
 from lensing_core.inference.fom import read_fom_result
 from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.storage import DataRoot
@@ -39,7 +39,15 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _run(job_name: str, partition_key: str | None, instance: dg.DagsterInstance) -> bool:
+def _shown(path: Path | str) -> str:
+    """*path* relative to the working directory when it is under it (the README shows these)."""
+    path = Path(path)
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def _run(
+    defs: dg.Definitions, job_name: str, partition_key: str | None, instance: dg.DagsterInstance
+) -> bool:
     start = time.perf_counter()
     result = defs.resolve_job_def(job_name).execute_in_process(
         partition_key=partition_key, instance=instance, raise_on_error=False, run_config=QUIET
@@ -52,10 +60,10 @@ def _run(job_name: str, partition_key: str | None, instance: dg.DagsterInstance)
     return result.success
 
 
-def _report(key: str) -> bool:
+def _report(root: DataRoot, key: str) -> bool:
     """Print the FoM report of configuration *key*; True if the learning checks pass."""
     lmax, noise = config_of(key)
-    path = DataRoot(SETTINGS.data_root).npe(lmax, noise).fom_result
+    path = root.npe(lmax, noise).fom_result
     record = read_fom_result(path)
     calib, r2 = record["calibration"], record["r2_test"]
     ratio = record["fom_fiducial_median"] / record["fom_prior"]
@@ -63,8 +71,8 @@ def _report(key: str) -> bool:
         f"test R^2 of S8 > {MIN_R2_S8}": r2["S8"] > MIN_R2_S8,
         f"fiducial FoM > {MIN_FOM_OVER_PRIOR:g} x prior FoM": ratio > MIN_FOM_OVER_PRIOR,
     }
-    _say(f"FoM report {key}: {path}")
-    _say(f"  figure: {record['figure']}")
+    _say(f"FoM report {key}: {_shown(path)}")
+    _say(f"  figure: {_shown(record['figure'])}")
     _say(
         f"  fiducial FoM (Omega_m, S8): {record['fom_fiducial_median']:.1f} "
         f"+- {record['fom_fiducial_std']:.1f} (median +- std over its 12 tiles)"
@@ -94,7 +102,7 @@ def _print_example(instance: dg.DagsterInstance) -> None:
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("tiles"), asset_partitions=[key]), limit=1
     ).records
     meta = records[0].asset_materialization.metadata
-    _say(f"tiles[{key}]: {meta['path'].value}")
+    _say(f"tiles[{key}]: {_shown(meta['path'].value)}")
     for name in ("scheme", "sky_coverage", "max_pairwise_overlap"):
         _say(f"  {name}: {meta[name].value}")
     for level, std in meta["std_per_bin"].value.items():
@@ -114,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lmax", type=int, nargs="+", default=[200], help="tiles and shards at these lmax"
     )
-    parser.add_argument("--sims", type=int, nargs="+", default=CATALOG.sim_ids)
+    parser.add_argument("--sims", type=int, nargs="+", help="sims of the suite (default: all)")
     parser.add_argument(
         "--train",
         nargs="*",
@@ -127,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [key for key in args.train if key not in known]
     if unknown:
         parser.error(f"--train: unknown configurations {unknown}; e.g. 200|des_y3")
-    sims = [s for s in CATALOG.sim_ids if s in set(args.sims)]
+    settings = PlatformSettings.from_env()
+    defs = build_defs(settings)
+    catalog = settings.kappa_source().catalog
+    sims = [s for s in catalog.sim_ids if args.sims is None or s in set(args.sims)]
     if args.train:
         import lightning.pytorch  # noqa: F401 (its import sets its loggers to INFO)
 
@@ -135,38 +146,39 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     instance = dg.DagsterInstance.get()
     _say(
-        f"lensing demo: {SETTINGS.source} source, {len(sims)} sims "
-        f"({sims[0]}..{sims[-1]}), nside {SETTINGS.nside}, "
-        f"lmax {args.lmax}\ndata root {SETTINGS.data_root}, instance {instance.root_directory}"
+        f"lensing demo: {settings.source.name} source, {len(sims)} sims "
+        f"({sims[0]}..{sims[-1]}), nside {settings.source.nside}, lmax {args.lmax}\n"
+        f"data root {_shown(settings.data_root)}, instance {_shown(instance.root_directory)}"
     )
     start = time.perf_counter()
     register_sims(instance, sims)
-    failed = [str(s) for s in sims if not _run("kappa_job", str(s), instance)]
+    failed = [str(s) for s in sims if not _run(defs, "kappa_job", str(s), instance)]
     for key in sim_lmax_partitions_def.get_partition_keys(dynamic_partitions_store=instance):
         sim, lmax = key.split("|")
         wanted = int(sim) in sims and int(lmax) in args.lmax and sim not in failed
-        if wanted and not _run("tiles_job", key, instance):
+        if wanted and not _run(defs, "tiles_job", key, instance):
             failed.append(key)
     for lmax in args.lmax:
         for noise in NOISE_LEVELS:
-            if not _run("shards_job", f"{lmax}|{noise}", instance):
+            if not _run(defs, "shards_job", f"{lmax}|{noise}", instance):
                 failed.append(f"shards {lmax}|{noise}")
-    if not _run("hf_dataset_job", None, instance):
+    if not _run(defs, "hf_dataset_job", None, instance):
         failed.append("hf_dataset")
     trained = []
     for key in args.train:
         jobs = ("compressor_job", "npe_job", "fom_report_job")
-        if all(_run(job, key, instance) for job in jobs):
+        if all(_run(defs, job, key, instance) for job in jobs):
             trained.append(key)
         else:
             failed.append(f"models {key}")
+    root = DataRoot(settings.data_root)
     _say(
-        f"done in {time.perf_counter() - start:.0f} s; tiles under {SETTINGS.data_root / 'tiles'}, "
-        f"dataset revision in {SETTINGS.data_root / 'hf_dataset'}"
+        f"done in {time.perf_counter() - start:.0f} s; tiles under {_shown(root.root / 'tiles')}, "
+        f"dataset revision in {_shown(root.hf_dataset.dir)}"
         + (f"; FAILED: {failed}" if failed else "")
     )
     _print_example(instance)
-    learned = [_report(key) for key in trained]
+    learned = [_report(root, key) for key in trained]
     return 1 if failed or not all(learned) else 0
 
 

@@ -1,19 +1,21 @@
 """Register sims as partitions of the instance (``DAGSTER_HOME``).
 
 ``python -m lensing_assets.register`` registers every sim the configured source holds now
-(as the discovery sensor does while the daemon runs), so that
-``dagster asset materialize --select kappa_maps --partition 109`` works on a fresh
-instance; ``python -m lensing_assets.register 7 109`` registers the given sims of the
-configured catalog only. It prints how many sims it added.
+(as loading the definitions and the discovery sensor do); ``python -m lensing_assets.register
+7 109`` registers the given sims, which must be in the source's catalog. It prints how many it
+added.
 """
+
+from __future__ import annotations
 
 import argparse
 import sys
 
 import dagster as dg
 
-from lensing_assets.defs.partitions import SETTINGS, register_sims
-from lensing_core.sims.inputs import discover_sim_ids
+from lensing_assets.defs.partitions import register_sims
+from lensing_assets.defs.registration import unknown_sim_message
+from lensing_core.config import PlatformSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,19 +23,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("sims", type=int, nargs="*", help="sim ids (default: all discovered)")
     args = parser.parse_args(argv)
-    if args.sims:
-        catalog = SETTINGS.catalog()
-        unknown = [s for s in args.sims if s not in catalog]
-        if unknown:
-            parser.error(f"sims {unknown} are not in the configured catalog ({catalog.name})")
-        wanted = args.sims
-    else:
-        wanted = discover_sim_ids(SETTINGS)
+    settings = PlatformSettings.from_env()
+    source = settings.kappa_source()
+    unknown = [s for s in args.sims if s not in source.catalog]
+    if unknown:
+        parser.exit(2, f"{parser.prog}: error: {unknown_sim_message(source, str(unknown[0]))}\n")
+    wanted = args.sims or source.discover()
     instance = dg.DagsterInstance.get()
     added = register_sims(instance, wanted)
     print(
-        f"registered {len(added)} new sims of {len(wanted)} ({SETTINGS.source} source, "
-        f"suite {SETTINGS.suite!r}) in the instance at {instance.root_directory}"
+        f"registered {len(added)} new sims of {len(wanted)} ({source.name} source, "
+        f"suite {settings.source.suite!r}) in the instance at {instance.root_directory}"
     )
     return 0
 

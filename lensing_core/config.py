@@ -1,62 +1,48 @@
-"""Platform settings from the environment: data root, kappa source, suite, tiling options.
+"""Platform settings: every ``LENSING_*`` variable, read in one place, once.
 
-Every setting has an environment variable, so that the source and the suite are chosen by
-configuration, never by editing code:
+:meth:`PlatformSettings.from_env` reads the environment (the Dagster definitions call it once
+when they load); everything else receives the settings, or the part of them it needs, as
+frozen dataclasses. The variables:
 
-=========================  =================================================================
-``LENSING_DATA_ROOT``      data root (default: ``data/`` in the project checkout)
-``LENSING_SOURCE``         ``synthetic`` (default), ``kappa_npz``, ``gower_street``
-``LENSING_SUITE``          ``full`` (default), ``demo`` (sims 101-164) or ids like ``1-20,109``
-``LENSING_NSIDE``          nside of synthetic and ray-traced maps (default 1024)
-``LENSING_KAPPA_DIR``      ``kappa_npz``: directory holding ``sim00001/kappa_maps.npz``
-``LENSING_SIMS_DIR``       ``gower_street``: directory holding ``sim00001/run.*.lightcone.npy``
-``LENSING_CATALOG_CSV``    parameter table in the ``gower_street_runs.csv`` format
-                           (required by ``gower_street``, optional otherwise)
-``LENSING_NZ_FITS``        ``gower_street``: DES 2pt FITS file with the ``NZ_SOURCE`` n(z)
-``LENSING_TILE_SCHEME``    ``belts`` (default) or ``legacy``
-``LENSING_NOISE_CONVENTION``  ``per_component`` (default) or ``legacy``
-``LENSING_TRAINING_PRESET``  compressor settings: ``full`` (default, EfficientNetV2-S) or
-                           ``cpu_demo`` (``test_efficientnet``, minutes on a CPU)
-``LENSING_ACCELERATOR``    where models train: ``auto`` (default: the GPU if there is one),
-                           ``cpu``, ``gpu``
-``LENSING_AUTOMATION``     ``on`` (default): the sensors and the nightly schedule start
-                           running with the daemon; ``off``: they start stopped
-=========================  =================================================================
-
-Classes
--------
-PlatformSettings
-    The settings, with :meth:`PlatformSettings.from_env`, the configured catalog and source.
+==============================  ===============================================================
+``LENSING_DATA_ROOT``           data root (default: ``data/`` in the project checkout)
+``LENSING_SOURCE``              a registered source: ``synthetic`` (default), ``kappa_npz``,
+                                ``gower_street`` (:data:`lensing_core.sims.sources.SOURCES`)
+``LENSING_SUITE``               ``full`` (default), ``demo`` (sims 101-164) or ids ``1-20,109``
+``LENSING_NSIDE``               nside of synthetic and ray-traced maps (default 1024)
+``LENSING_KAPPA_DIR``           ``kappa_npz``: directory holding ``sim00001/kappa_maps.npz``
+``LENSING_SIMS_DIR``            ``gower_street``: directory holding ``sim00001/`` shell folders
+``LENSING_CATALOG_CSV``         parameter table in the ``gower_street_runs.csv`` format
+                                (required by ``gower_street``, optional otherwise)
+``LENSING_NZ_FITS``             ``gower_street``: DES 2pt FITS file with the ``NZ_SOURCE`` n(z)
+``LENSING_TILE_SCHEME``         ``belts`` (default) or ``legacy``
+``LENSING_NOISE_CONVENTION``    ``per_component`` (default) or ``legacy``
+``LENSING_NTHREADS``            threads of the harmonic transforms (default: every core)
+``LENSING_TRAINING_PRESET``     compressor settings: ``full`` (default, EfficientNetV2-S) or
+                                ``cpu_demo`` (``test_efficientnet``, minutes on a CPU)
+``LENSING_ACCELERATOR``         where models train: ``auto`` (default), ``cpu``, ``gpu``
+``LENSING_HF_REPO_ID``          Hub dataset repository to push the revision to (optional; the
+                                token is read from ``HF_TOKEN`` when pushing, never stored)
+``LENSING_AUTOMATION``          ``on`` (default) or ``off``: whether the sensors and the
+                                schedules start running with the daemon
+``LENSING_BACKFILL_CRON``       when the fill-missing schedules run (default ``0 2 * * *``)
+==============================  ===============================================================
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from lensing_core.inference.config import COMPRESSOR_PRESETS
-from lensing_core.sims.catalog import (
-    FULL_SUITE_SIZE,
-    PARAM_KEYS,
-    SimCatalog,
-    parse_suite,
-    read_gower_street_csv,
-    synthetic_catalog,
-)
-from lensing_core.sims.sources import (
-    GowerStreetSource,
-    KappaNpzSource,
-    KappaSource,
-    SyntheticSource,
-)
+from lensing_core.dataset.hf import HubTarget
+from lensing_core.inference.config import ACCELERATORS, COMPRESSOR_PRESETS, TrainingSettings
+from lensing_core.sims.catalog import parse_suite
+from lensing_core.sims.sources import KappaSource, SourceSettings, source_class
 from lensing_core.sky.noise import NOISE_CONVENTIONS
 from lensing_core.sky.rotations import SCHEMES
-
-SOURCES: tuple[str, ...] = ("synthetic", "kappa_npz", "gower_street")
-ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "gpu")
+from lensing_core.sky.tiles import TilingOptions
 
 
 def default_data_root() -> Path:
@@ -64,6 +50,23 @@ def default_data_root() -> Path:
     checkout = Path(__file__).resolve().parents[1]
     base = checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
     return base / "data"
+
+
+@dataclass(frozen=True)
+class AutomationSettings:
+    """
+    Whether the sensors and schedules start running, and when the backfill runs.
+
+    Attributes
+    ----------
+    enabled
+        ``LENSING_AUTOMATION=on``: the sensors and schedules start running with the daemon.
+    backfill_cron
+        Cron schedule of the nightly fill-missing schedules (``LENSING_BACKFILL_CRON``).
+    """
+
+    enabled: bool = True
+    backfill_cron: str = "0 2 * * *"
 
 
 @dataclass(frozen=True)
@@ -76,148 +79,112 @@ class PlatformSettings:
     data_root
         Where every artifact is written.
     source
-        Kappa source name, one of :data:`SOURCES`.
-    suite
-        Suite specification, see :func:`~lensing_core.sims.catalog.parse_suite`.
-    nside
-        Resolution of synthetic maps.
-    kappa_dir
-        Directory of the ``kappa_npz`` source.
-    catalog_csv
-        Parameter table (Gower Street format); required by ``gower_street``.
-    sims_dir
-        Directory of the Gower Street simulation folders.
-    nz_fits
-        DES 2pt FITS file of the source n(z) for ``gower_street``.
-    scheme
-        Tile orientation scheme.
-    noise_convention
-        Shape-noise convention.
-    training_preset
-        Compressor settings preset, a key of
-        :data:`~lensing_core.inference.config.COMPRESSOR_PRESETS`.
-    accelerator
-        Where models train, one of :data:`ACCELERATORS`.
+        Which kappa source, over which suite, with its folders and files.
+    tiling
+        How tiles are made.
+    training
+        How models train.
+    hub
+        Where the dataset revision is pushed (nowhere by default).
     automation
-        Whether the sensors and the schedule run by default (``LENSING_AUTOMATION``).
+        Sensors and schedules.
     """
 
     data_root: Path
-    source: str = "synthetic"
-    suite: str = "full"
-    nside: int = 1024
-    kappa_dir: Path | None = None
-    catalog_csv: Path | None = None
-    sims_dir: Path | None = None
-    nz_fits: Path | None = None
-    scheme: str = "belts"
-    noise_convention: str = "per_component"
-    training_preset: str = "full"
-    accelerator: str = "auto"
-    automation: bool = True
+    source: SourceSettings = field(default_factory=SourceSettings)
+    tiling: TilingOptions = field(default_factory=TilingOptions)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    hub: HubTarget = field(default_factory=HubTarget)
+    automation: AutomationSettings = field(default_factory=AutomationSettings)
 
     def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            msg = f"LENSING_SOURCE={self.source!r} is not one of {SOURCES}"
-            raise ValueError(msg)
-        if self.scheme not in SCHEMES:
-            msg = f"LENSING_TILE_SCHEME={self.scheme!r} is not one of {SCHEMES}"
-            raise ValueError(msg)
-        if self.noise_convention not in NOISE_CONVENTIONS:
-            msg = (
-                f"LENSING_NOISE_CONVENTION={self.noise_convention!r} "
-                f"is not one of {NOISE_CONVENTIONS}"
-            )
-            raise ValueError(msg)
-        if self.training_preset not in COMPRESSOR_PRESETS:
-            msg = (
-                f"LENSING_TRAINING_PRESET={self.training_preset!r} is not one of "
-                f"{tuple(COMPRESSOR_PRESETS)}"
-            )
-            raise ValueError(msg)
-        if self.accelerator not in ACCELERATORS:
-            msg = f"LENSING_ACCELERATOR={self.accelerator!r} is not one of {ACCELERATORS}"
-            raise ValueError(msg)
-        if self.source == "kappa_npz" and self.kappa_dir is None:
-            msg = (
-                "LENSING_SOURCE=kappa_npz needs LENSING_KAPPA_DIR "
-                "(the folder of sim00001/kappa_maps.npz)"
-            )
-            raise ValueError(msg)
-        if self.source == "gower_street" and (self.sims_dir is None or self.catalog_csv is None):
-            msg = (
-                "LENSING_SOURCE=gower_street needs LENSING_SIMS_DIR (the folder of sim00001/ "
-                "shell directories) and LENSING_CATALOG_CSV (the gower_street_runs.csv table)"
-            )
-            raise ValueError(msg)
-        parse_suite(self.suite)
+        _check_choice("LENSING_TILE_SCHEME", self.tiling.scheme, SCHEMES)
+        _check_choice("LENSING_NOISE_CONVENTION", self.tiling.noise_convention, NOISE_CONVENTIONS)
+        _check_choice("LENSING_TRAINING_PRESET", self.training.preset, tuple(COMPRESSOR_PRESETS))
+        _check_choice("LENSING_ACCELERATOR", self.training.accelerator, ACCELERATORS)
+        source_class(self.source.name).check_settings(self.source)
+        parse_suite(self.source.suite)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PlatformSettings:
-        """Settings from ``LENSING_*`` environment variables (see the module docstring)."""
+        """
+        Settings from the ``LENSING_*`` variables of *environ* (this process's if not given).
+
+        Raises
+        ------
+        ValueError
+            A variable has a value that is not allowed (the message names it and what is).
+        """
         env = os.environ if environ is None else environ
 
+        def text(name: str, default: str) -> str:
+            return env.get(name, default).strip()
+
         def path(name: str) -> Path | None:
-            value = env.get(name, "").strip()
+            value = text(name, "")
             return Path(value).expanduser().resolve() if value else None
 
-        automation_text = env.get("LENSING_AUTOMATION", "on").strip().lower()
-        if automation_text not in ("on", "off"):
-            msg = f"LENSING_AUTOMATION={automation_text!r} is not 'on' or 'off'"
-            raise ValueError(msg)
-        nside_text = env.get("LENSING_NSIDE", "1024")
-        try:
-            nside = int(nside_text)
-        except ValueError:
-            msg = f"LENSING_NSIDE={nside_text!r} is not an integer"
-            raise ValueError(msg) from None
+        automation = text("LENSING_AUTOMATION", "on").lower()
+        _check_choice("LENSING_AUTOMATION", automation, ("on", "off"))
+        nthreads = _integer(env, "LENSING_NTHREADS", None)
         return cls(
             data_root=path("LENSING_DATA_ROOT") or default_data_root(),
-            source=env.get("LENSING_SOURCE", "synthetic").strip(),
-            suite=env.get("LENSING_SUITE", "full").strip(),
-            nside=nside,
-            kappa_dir=path("LENSING_KAPPA_DIR"),
-            catalog_csv=path("LENSING_CATALOG_CSV"),
-            sims_dir=path("LENSING_SIMS_DIR"),
-            nz_fits=path("LENSING_NZ_FITS"),
-            scheme=env.get("LENSING_TILE_SCHEME", "belts").strip(),
-            noise_convention=env.get("LENSING_NOISE_CONVENTION", "per_component").strip(),
-            training_preset=env.get("LENSING_TRAINING_PRESET", "full").strip(),
-            accelerator=env.get("LENSING_ACCELERATOR", "auto").strip(),
-            automation=automation_text == "on",
+            source=SourceSettings(
+                name=text("LENSING_SOURCE", "synthetic"),
+                suite=text("LENSING_SUITE", "full"),
+                nside=_integer(env, "LENSING_NSIDE", 1024) or 1024,
+                kappa_dir=path("LENSING_KAPPA_DIR"),
+                catalog_csv=path("LENSING_CATALOG_CSV"),
+                sims_dir=path("LENSING_SIMS_DIR"),
+                nz_fits=path("LENSING_NZ_FITS"),
+            ),
+            tiling=TilingOptions(
+                scheme=text("LENSING_TILE_SCHEME", "belts"),
+                noise_convention=text("LENSING_NOISE_CONVENTION", "per_component"),
+                nthreads=nthreads,
+            ),
+            training=TrainingSettings.from_preset(
+                _preset(text("LENSING_TRAINING_PRESET", "full")),
+                accelerator=text("LENSING_ACCELERATOR", "auto"),
+            ),
+            hub=HubTarget(repo_id=text("LENSING_HF_REPO_ID", "") or None),
+            automation=AutomationSettings(
+                enabled=automation == "on",
+                backfill_cron=text("LENSING_BACKFILL_CRON", "0 2 * * *"),
+            ),
         )
 
-    def catalog(self) -> SimCatalog:
-        """The configured suite's catalog: the sims that become partitions."""
-        wanted = parse_suite(self.suite)
-        if self.catalog_csv is not None and self.source in ("synthetic", "gower_street"):
-            base = read_gower_street_csv(self.catalog_csv)
-        elif self.source == "synthetic":
-            base = synthetic_catalog(max([FULL_SUITE_SIZE, *(wanted or [])]))
-        else:
-            assert self.kappa_dir is not None  # checked in __post_init__
-            found = KappaNpzSource.discover(self.kappa_dir)
-            table = read_gower_street_csv(self.catalog_csv) if self.catalog_csv else None
-            nan = dict.fromkeys(PARAM_KEYS, math.nan)
-            base = SimCatalog(
-                {i: (table[i] if table is not None and i in table else nan) for i in found},
-                name=f"{self.kappa_dir} ({self.catalog_csv or 'no parameter table'})",
-            )
-        if wanted is None:
-            return base
-        absent = [i for i in wanted if i not in base]
-        if absent:
-            msg = f"LENSING_SUITE={self.suite!r}: sims {absent[:10]} are not in {base.name}"
-            raise ValueError(msg)
-        return base.subset(wanted)
+    def kappa_source(self) -> KappaSource:
+        """
+        The configured kappa source over the configured suite.
 
-    def kappa_source(self, catalog: SimCatalog | None = None) -> KappaSource:
-        """The configured kappa source over *catalog* (the configured one if not given)."""
-        catalog = self.catalog() if catalog is None else catalog
-        if self.source == "synthetic":
-            return SyntheticSource(catalog, nside=self.nside)
-        if self.source == "gower_street":
-            assert self.sims_dir is not None  # checked in __post_init__
-            return GowerStreetSource(self.sims_dir, catalog, nside=self.nside, nz_fits=self.nz_fits)
-        assert self.kappa_dir is not None
-        return KappaNpzSource(self.kappa_dir, catalog)
+        Built anew at each call: its parameter table and folders are read now, so sims
+        added to the source since the last call are in it.
+        """
+        return source_class(self.source.name).from_settings(self.source)
+
+
+def _check_choice(variable: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        msg = f"{variable}={value!r} is not one of {allowed}"
+        raise ValueError(msg)
+
+
+def _preset(name: str) -> str:
+    _check_choice("LENSING_TRAINING_PRESET", name, tuple(COMPRESSOR_PRESETS))
+    return name
+
+
+def _integer(env: Mapping[str, str], variable: str, default: int | None) -> int | None:
+    value = env.get(variable, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        msg = f"{variable}={value!r} is not an integer"
+        raise ValueError(msg) from None
+    if number < 1:
+        msg = f"{variable}={value!r} must be at least 1"
+        raise ValueError(msg)
+    return number

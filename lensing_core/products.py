@@ -1,20 +1,16 @@
 """One partition's worth of work: read inputs, compute, write atomically, describe.
 
-These are what the Dagster assets call; each returns the written path and a JSON-ready
-metadata record.
-
-Functions
----------
-make_kappa
-    Kappa maps of one sim from a source, into ``kappa/sim{ID:05d}.npz``.
-make_tiles
-    Tiles of one (sim, lmax) for every noise level, into ``tiles/lmax{L}/sim{ID:05d}.npz``.
+These are what the per-sim Dagster assets call. Each returns a result whose ``to_metadata()``
+describes it (:mod:`lensing_core.results`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,35 +18,120 @@ import numpy as np
 
 from lensing_core._types import ComplexArray, FloatArray
 from lensing_core.io import InputMissingError
+from lensing_core.plotting import coverage_figure, figure_to_png_bytes, spectra_figure, tile_gallery
+from lensing_core.results import Image, Table
 from lensing_core.sims.inputs import input_version
 from lensing_core.sims.sources import KappaSource
 from lensing_core.sky.harmonics import map2alm
 from lensing_core.sky.healpix import check_maps, nside_from_npix
 from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.sky.summaries import kappa_summary, tile_summary
-from lensing_core.sky.tiles import analysis_lmax, check_request, tiles_from_alm
+from lensing_core.sky.tiles import TilingOptions, analysis_lmax, check_request, tiles_from_alm
 from lensing_core.storage import DataRoot
+from lensing_core.validation import KappaValidation, read_kappa_for_checks, validate_kappa_maps
 
-ALM_N_ITER = 3  # Jacobi iterations of the analysis stored with the kappa maps
 #: Code versions of the per-partition products: bump one when its output would change, and
 #: the automation rebuilds every partition of that asset (the Dagster assets declare them).
 KAPPA_CODE_VERSION = "kappa-1"
 TILES_CODE_VERSION = "tiles-1"
+DEFAULT_TILING = TilingOptions()
+#: The tile gallery shows the tiles a DES Y3-like survey would see.
+GALLERY_NOISE = "des_y3"
 
 
-def _analyse(maps: FloatArray, n_iter: int) -> ComplexArray:
+@dataclass(frozen=True)
+class KappaResult:
+    """
+    The kappa maps of one sim, written.
+
+    Attributes
+    ----------
+    path
+        ``kappa/sim{ID:05d}.npz``.
+    record
+        The metadata written with the maps, and the seconds it took.
+    """
+
+    path: Path
+    record: Mapping[str, Any]
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The file, its size and the record."""
+        return {
+            "path": self.path,
+            "size_mb": round(self.path.stat().st_size / 2**20, 1),
+            **self.record,
+        }
+
+
+@dataclass(frozen=True)
+class TilesResult:
+    """
+    The tiles of one (sim, lmax), written.
+
+    Attributes
+    ----------
+    path
+        ``tiles/lmax{L}/sim{ID:05d}.npz``.
+    record
+        The metadata written with the tiles, and the seconds it took.
+    tiles
+        ``{noise_level: (12, 4, n, n) float32}``: what was written.
+    """
+
+    path: Path
+    record: Mapping[str, Any]
+    tiles: Mapping[str, FloatArray]
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The file, the record, the tile gallery and the coverage figure of the scheme."""
+        sim_id, lmax, scheme = self.record["sim_id"], self.record["lmax"], self.record["scheme"]
+        gallery = tile_gallery(
+            self.tiles[GALLERY_NOISE], title=f"tiles[{sim_id}|{lmax}]", noise_label=GALLERY_NOISE
+        )
+        return {
+            "path": self.path,
+            **self.record,
+            # about 40 KB: one per partition goes into the event log
+            "tile_gallery": Image(figure_to_png_bytes(gallery, dpi=48, colors=32), "tile gallery"),
+            "coverage_figure": Image(_coverage_png(scheme), "coverage figure"),
+        }
+
+
+@lru_cache(maxsize=4)
+def _coverage_png(scheme: str) -> bytes:
+    """The coverage figure depends on the scheme only: drawn once per process."""
+    return figure_to_png_bytes(coverage_figure(scheme))
+
+
+def _analyse(maps: FloatArray, options: TilingOptions) -> ComplexArray:
     """The fast path's one analysis of a sim's maps (single precision, canonical lmax)."""
     lmax = analysis_lmax(nside_from_npix(maps.shape[-1]))
-    return map2alm(maps.astype(np.float32), lmax, n_iter=n_iter, dtype=np.float32)
+    return map2alm(
+        maps.astype(np.float32),
+        lmax,
+        n_iter=options.n_iter,
+        nthreads=options.nthreads,
+        dtype=np.float32,
+    )
 
 
-def make_kappa(root: DataRoot, source: KappaSource, sim_id: int) -> tuple[Path, dict[str, Any]]:
+def make_kappa(
+    root: DataRoot, source: KappaSource, sim_id: int, options: TilingOptions = DEFAULT_TILING
+) -> KappaResult:
     """
     Load (or draw) the kappa maps of *sim_id*, analyse them once, and write both under *root*.
 
+    Parameters
+    ----------
+    root, source, sim_id
+        Where to write, where the maps come from, and which sim.
+    options
+        The tiling options: the stored analysis uses their iterations and threads.
+
     Returns
     -------
-        The written file and its metadata (sim id, parameters, the version of the inputs
+        The written file and its record (sim id, parameters, the version of the inputs
         (:func:`lensing_core.sims.inputs.input_version`), provenance, map summary, and the
         band limit and iterations of the stored analysis).
 
@@ -77,40 +158,38 @@ def make_kappa(root: DataRoot, source: KappaSource, sim_id: int) -> tuple[Path, 
     }
     alm = None
     with contextlib.suppress(ValueError):  # no tile fits: keep the maps, skip the analysis
-        meta["alm"] = {"lmax": analysis_lmax(nside), "n_iter": ALM_N_ITER, "dtype": "float32"}
-        alm = _analyse(maps, ALM_N_ITER)
+        meta["alm"] = {"lmax": analysis_lmax(nside), "n_iter": options.n_iter, "dtype": "float32"}
+        alm = _analyse(maps, options)
     path = root.write_kappa(sim_id, maps, meta, alm=alm)
-    return path, {**meta, "seconds": round(time.perf_counter() - start, 2)}
+    return KappaResult(path, {**meta, "seconds": round(time.perf_counter() - start, 2)})
 
 
 def _analysis_for_tiles(
-    root: DataRoot, sim_id: int, lmax: int, *, n_iter: int, missing_hint: str
+    root: DataRoot, sim_id: int, lmax: int, options: TilingOptions, missing_hint: str
 ) -> tuple[ComplexArray, int, dict[str, Any]]:
     """The analysis stored with the sim's maps if it is the one wanted, else a fresh one."""
     alm, meta = root.read_kappa_alm(sim_id, missing_hint=missing_hint)
     nside = int(meta.get("nside", 0))
     if alm is not None and meta.get("alm") == {
         "lmax": analysis_lmax(nside),
-        "n_iter": n_iter,
+        "n_iter": options.n_iter,
         "dtype": "float32",
     }:
         return alm, nside, meta
     maps, meta = root.read_kappa(sim_id, missing_hint=missing_hint)
     nside = check_maps(maps, what=f"kappa maps of sim {sim_id} ({root.kappa_path(sim_id)})")
     check_request(nside, maps.shape[0], [lmax], NOISE_LEVELS)  # before the analysis
-    return _analyse(maps, n_iter), nside, meta
+    return _analyse(maps, options), nside, meta
 
 
 def make_tiles(
     root: DataRoot,
     sim_id: int,
     lmax: int,
+    options: TilingOptions = DEFAULT_TILING,
     *,
-    scheme: str = "belts",
-    noise_convention: str = "per_component",
-    n_iter: int = ALM_N_ITER,
     missing_hint: str = "",
-) -> tuple[Path, dict[str, Any]]:
+) -> TilesResult:
     """
     Cut the tiles of one (sim, lmax) for every noise level from the sim's kappa file.
 
@@ -120,14 +199,14 @@ def make_tiles(
         Data root holding ``kappa/sim{ID:05d}.npz``.
     sim_id, lmax
         The partition; the sim id also seeds the noise.
-    scheme, noise_convention, n_iter
-        See :func:`~lensing_core.sky.tiles.extract_tiles`.
+    options
+        Scheme, noise convention, analysis iterations and threads.
     missing_hint
         Appended to the error if the kappa file does not exist.
 
     Returns
     -------
-        The written file and its metadata.
+        The written file, its record and the tiles.
 
     Raises
     ------
@@ -144,17 +223,16 @@ def make_tiles(
     """
     start = time.perf_counter()
     try:
-        alm, nside_in, kappa_meta = _analysis_for_tiles(
-            root, sim_id, lmax, n_iter=n_iter, missing_hint=missing_hint
-        )
+        alm, nside_in, kappa_meta = _analysis_for_tiles(root, sim_id, lmax, options, missing_hint)
         by_key = tiles_from_alm(
             alm,
             [lmax],
             NOISE_LEVELS,
             nside_in=nside_in,
-            scheme=scheme,
+            scheme=options.scheme,
             seed=sim_id,
-            noise_convention=noise_convention,
+            noise_convention=options.noise_convention,
+            nthreads=options.nthreads,
         )
     except InputMissingError:
         raise
@@ -163,7 +241,11 @@ def make_tiles(
         raise ValueError(msg) from err
     by_noise = {noise: by_key[lmax, noise] for noise in NOISE_LEVELS}
     summary = tile_summary(
-        by_noise, lmax=lmax, nside_in=nside_in, scheme=scheme, convention=noise_convention
+        by_noise,
+        lmax=lmax,
+        nside_in=nside_in,
+        scheme=options.scheme,
+        convention=options.noise_convention,
     )
     meta = {
         "sim_id": sim_id,
@@ -173,4 +255,83 @@ def make_tiles(
         **summary,
     }
     path = root.write_tiles(sim_id, lmax, by_noise, meta)
-    return path, {**meta, "seconds": round(time.perf_counter() - start, 2)}
+    return TilesResult(path, {**meta, "seconds": round(time.perf_counter() - start, 2)}, by_noise)
+
+
+@dataclass(frozen=True)
+class KappaChecks:
+    """
+    The checks of one sim's kappa maps.
+
+    Attributes
+    ----------
+    sim_id
+        The sim.
+    validation
+        Every check's outcome and the spectra comparison.
+    plot_path
+        ``reports/kappa_checks/sim{ID:05d}_spectra.png``, if the spectra were compared.
+    plot_png
+        The same figure.
+    """
+
+    sim_id: int
+    validation: KappaValidation
+    plot_path: Path | None = None
+    plot_png: bytes | None = None
+
+    def to_metadata(self, name: str) -> dict[str, Any]:
+        """The numbers of check *name*; the spectra check adds its band table and figure."""
+        outcome = self.validation.outcomes[name]
+        metadata = dict(outcome.metadata)
+        if name == "spectra_match_theory" and self.plot_png is not None:
+            metadata.update(
+                {
+                    "band_ratios": self._band_table(),
+                    "plot": Image(self.plot_png, "spectra"),
+                    "plot_path": self.plot_path,
+                }
+            )
+        return metadata
+
+    def _band_table(self) -> Table:
+        comparison, verdict = self.validation.comparison, self.validation.verdict
+        assert comparison is not None
+        assert verdict is not None
+        labels = [f"ratio_{comparison.pair_label(k)}" for k in range(len(comparison.pairs))]
+        rows = [
+            {
+                "ell_lo": int(comparison.edges[b]),
+                "ell_hi": int(comparison.edges[b + 1]) - 1,
+                **{label: round(float(r), 4) for label, r in zip(labels, ratios, strict=True)},
+                "tolerance_min": round(float(verdict.tolerance[:, b].min()), 4),
+            }
+            for b, ratios in enumerate(comparison.ratio.T)
+        ]
+        columns = {"ell_lo": "int", "ell_hi": "int", **dict.fromkeys(labels, "float")}
+        return Table({**columns, "tolerance_min": "float"}, rows)
+
+
+def check_kappa(root: DataRoot, source: KappaSource, sim_id: int) -> KappaChecks:
+    """
+    Check the kappa maps of one sim: values, mean, variance order, spectra against theory.
+
+    The spectra figure is written to ``reports/kappa_checks/sim{ID:05d}_spectra.png``.
+
+    Raises
+    ------
+    lensing_core.io.InputMissingError
+        The kappa file does not exist.
+    ValueError
+        It is corrupt or its maps are not HEALPix maps (the message names the file).
+    """
+    maps, meta = read_kappa_for_checks(root, sim_id)
+    validation = validate_kappa_maps(maps, meta.get("params", {}), source.nz())
+    if validation.comparison is None or validation.verdict is None:
+        return KappaChecks(sim_id, validation)
+    figure = spectra_figure(
+        validation.comparison, validation.verdict, title=f"kappa_maps[{sim_id}]: spectra vs theory"
+    )
+    png = figure_to_png_bytes(figure)
+    path = root.write_bytes(root.spectra_plot_path(sim_id), png)
+    return KappaChecks(sim_id, validation, path, png)

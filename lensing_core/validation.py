@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from lensing_core._types import FloatArray, IntArray
-from lensing_core.sims.theory import des_y3_like_nz, kappa_cls
+from lensing_core.sims.theory import kappa_cls
 from lensing_core.sky.harmonics import alm_to_cl, map2alm
 from lensing_core.sky.healpix import nside_from_npix
 from lensing_core.storage import DataRoot
@@ -629,7 +629,7 @@ def validate_kappa_maps(
         :func:`default_ell_range`, the spectra are not compared and
         ``spectra_match_theory`` fails saying why.
     nz
-        Source n(z) the maps were made for, see :func:`theory_nz`.
+        Source n(z) the maps were made for, :meth:`lensing_core.sims.sources.KappaSource.nz`.
     ell_min, ell_max, n_bands
         See :func:`compare_to_theory`.
     rel_tol, n_sigma
@@ -695,29 +695,6 @@ def validate_kappa_maps(
 
 # ---------------------------------------------------------------------------------------------
 # inputs and outputs
-
-
-def theory_nz(source: object) -> tuple[FloatArray, FloatArray]:
-    """
-    The source n(z) that a kappa source's maps are compared with.
-
-    Parameters
-    ----------
-    source
-        A kappa source. One made for a specific n(z) (the Gower Street source, given the
-        DES n(z) file or not) exposes it as ``nz``: a method returning ``(z, n)``, or the
-        pair itself.
-
-    Returns
-    -------
-        The source's n(z) if it has one, else
-        :func:`~lensing_core.sims.theory.des_y3_like_nz` (what the synthetic source draws
-        from, and the assumption for ``kappa_npz`` maps).
-    """
-    nz = getattr(source, "nz", None)
-    if callable(nz):
-        nz = nz()
-    return des_y3_like_nz() if nz is None else nz
 
 
 def read_kappa_for_checks(root: DataRoot, sim_id: int) -> tuple[FloatArray, dict[str, Any]]:

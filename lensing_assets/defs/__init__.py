@@ -1,1 +1,1 @@
-"""Dagster definitions by domain: partitions, resources, kappa, tiles."""
+"""Dagster definitions by domain: inputs, kappa maps, tiles, dataset, models, reports."""

@@ -1,7 +1,7 @@
-"""The automation: the condition sensor, and the nightly schedule that fills what is missing.
+"""The automation: the sensors, and the nightly schedules that fill what is missing.
 
-Both run by default when the daemon runs (``dagster dev`` starts one), unless
-``LENSING_AUTOMATION=off``; either can be stopped in the UI (Automation tab) or with
+They run by default when the daemon runs (``dagster dev`` starts one), unless
+``LENSING_AUTOMATION=off``; each can be stopped in the UI (Automation tab) or with
 ``dagster sensor stop`` / ``dagster schedule stop``. The discovery sensor is in
 :mod:`lensing_assets.defs.inputs`.
 
@@ -9,24 +9,23 @@ Both run by default when the daemon runs (``dagster dev`` starts one), unless
     Evaluates the assets' automation conditions (:mod:`lensing_assets.defs.conditions`)
     every 30 s. Dagster's own default automation sensor starts stopped; this one does not.
 ``fill_missing_*`` (kappa_maps, tiles, tile_shards, hf_dataset)
-    At 02:00 (``LENSING_BACKFILL_CRON``), request every missing or failed partition of the
-    data assets whose upstream is there: kappa maps of registered sims; tiles whose kappa
-    maps exist; shards of an lmax with some tiles; the dataset revision. Each request is a
-    run, throttled by the run queue of ``dagster.yaml``. Models are not trained by the
-    schedules: ask for a configuration (UI, CLI or ``make demo``) and the automation keeps
-    it up to date. (``build_schedule_from_partitioned_job`` rejects static
+    Nightly (``LENSING_BACKFILL_CRON``, 02:00 by default), request every missing or failed
+    partition of the data assets whose upstream is there: kappa maps of registered sims;
+    tiles whose kappa maps exist; shards of an lmax with some tiles; the dataset revision.
+    Each request is a run, throttled by the run queue of ``dagster.yaml``. Models are not
+    trained by the schedules: ask for a configuration (UI, CLI or ``make demo``) and the
+    automation keeps it up to date. (``build_schedule_from_partitioned_job`` rejects static
     multi-partitions, and one schedule targets one job, hence one schedule per asset.)
 """
 
-import os
+from __future__ import annotations
+
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import dagster as dg
 
-from lensing_assets.defs.conditions import SCHEDULE_STATUS, SENSOR_STATUS
 from lensing_assets.defs.dataset import hf_dataset, tile_shards
-from lensing_assets.defs.jobs import hf_dataset_job, kappa_job, shards_job, tiles_job
+from lensing_assets.defs.inputs import discovery_sensor
 from lensing_assets.defs.kappa import kappa_maps
 from lensing_assets.defs.partitions import (
     SIMS_PARTITIONS,
@@ -37,17 +36,9 @@ from lensing_assets.defs.partitions import (
     sim_partitions_def,
 )
 from lensing_assets.defs.tiles import tiles
+from lensing_core.config import AutomationSettings
 
-BACKFILL_CRON = os.environ.get("LENSING_BACKFILL_CRON", "0 2 * * *")
 RETRY = (None, dg.AssetPartitionStatus.FAILED)  # missing or failed: request it
-
-lensing_automation = dg.AutomationConditionSensorDefinition(
-    "lensing_automation",
-    target=dg.AssetSelection.all(),
-    default_status=SENSOR_STATUS,
-    minimum_interval_seconds=30,
-    description="Evaluates the automation conditions of every asset (see defs/conditions.py).",
-)
 
 
 def _to_fill(
@@ -107,16 +98,20 @@ def missing_hf_dataset(instance: dg.DagsterInstance) -> list[None]:
 
 
 def _fill_schedule(
-    name: str, job: Any, missing: Callable[[dg.DagsterInstance], list]
+    name: str,
+    job_name: str,
+    missing: Callable[[dg.DagsterInstance], Sequence[str | None]],
+    cron: str,
+    status: dg.DefaultScheduleStatus,
 ) -> dg.ScheduleDefinition:
-    """A schedule of *job* at BACKFILL_CRON requesting the partitions ``missing(instance)``."""
+    """A schedule of *job_name* at *cron* requesting the partitions ``missing(instance)``."""
 
     @dg.schedule(
         name=name,
-        cron_schedule=BACKFILL_CRON,
-        job=job,
-        default_status=SCHEDULE_STATUS,
-        description=f"Requests every missing or failed partition of {job.name}'s asset "
+        cron_schedule=cron,
+        job_name=job_name,
+        default_status=status,
+        description=f"Requests every missing or failed partition of {job_name}'s asset "
         "whose upstream is there.",
     )
     def fill(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
@@ -129,11 +124,36 @@ def _fill_schedule(
     return fill
 
 
-#: The nightly backfill: one schedule per data asset (a schedule targets one job, and the
-#: four assets have different partitions), all at BACKFILL_CRON.
-fill_missing_schedules = [
-    _fill_schedule("fill_missing_kappa_maps", kappa_job, missing_kappa),
-    _fill_schedule("fill_missing_tiles", tiles_job, missing_tiles),
-    _fill_schedule("fill_missing_tile_shards", shards_job, missing_shards),
-    _fill_schedule("fill_missing_hf_dataset", hf_dataset_job, missing_hf_dataset),
-]
+def automation_defs(
+    settings: AutomationSettings,
+) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
+    """
+    The sensors and schedules, running by default unless ``LENSING_AUTOMATION=off``.
+
+    Returns
+    -------
+        ``[sim_discovery_sensor, lensing_automation]`` and the four ``fill_missing_*``
+        schedules: one per data asset (a schedule targets one job, and the four assets have
+        different partitions), all at ``settings.backfill_cron``.
+    """
+    on = settings.enabled
+    sensor_status = dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED
+    schedule_status = dg.DefaultScheduleStatus.RUNNING if on else dg.DefaultScheduleStatus.STOPPED
+    lensing_automation = dg.AutomationConditionSensorDefinition(
+        "lensing_automation",
+        target=dg.AssetSelection.all(),
+        default_status=sensor_status,
+        minimum_interval_seconds=30,
+        description="Evaluates the automation conditions of every asset (see defs/conditions.py).",
+    )
+    fills = [
+        ("fill_missing_kappa_maps", "kappa_job", missing_kappa),
+        ("fill_missing_tiles", "tiles_job", missing_tiles),
+        ("fill_missing_tile_shards", "shards_job", missing_shards),
+        ("fill_missing_hf_dataset", "hf_dataset_job", missing_hf_dataset),
+    ]
+    schedules = [
+        _fill_schedule(name, job, missing, settings.backfill_cron, schedule_status)
+        for name, job, missing in fills
+    ]
+    return [discovery_sensor(sensor_status), lensing_automation], schedules

@@ -21,17 +21,7 @@
 
 import dagster as dg
 
-from lensing_assets.defs.partitions import SETTINGS
-
 AC = dg.AutomationCondition
-
-# LENSING_AUTOMATION=off: the sensors and the schedule start stopped
-SENSOR_STATUS = (
-    dg.DefaultSensorStatus.RUNNING if SETTINGS.automation else dg.DefaultSensorStatus.STOPPED
-)
-SCHEDULE_STATUS = (
-    dg.DefaultScheduleStatus.RUNNING if SETTINGS.automation else dg.DefaultScheduleStatus.STOPPED
-)
 
 per_partition = (AC.eager() | (AC.code_version_changed() & ~AC.in_progress())).with_label(
     "inputs changed, missing, or new code version"

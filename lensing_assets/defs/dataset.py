@@ -5,17 +5,15 @@ import warnings
 import dagster as dg
 
 from lensing_assets.defs.conditions import fan_in
+from lensing_assets.defs.metadata import materialized
 from lensing_assets.defs.partitions import LMAX_DIM, config_of, dataset_partitions_def
-from lensing_assets.defs.resources import (
-    HfHubResource,
-    KappaSourceResource,
-    LensingStorage,
-    TilingResource,
-)
 from lensing_assets.defs.tiles import tiles
-from lensing_core.dataset.hf import REVISION_ID_VERSION, push_revision, write_hf_revision
+from lensing_core.dataset.hf import REVISION_ID_VERSION, HubTarget, publish_revision
 from lensing_core.dataset.parquet import write_config_shards
 from lensing_core.dataset.schema import CONTENT_HASH_VERSION
+from lensing_core.sims.sources import KappaSource
+from lensing_core.sky.tiles import TilingOptions
+from lensing_core.storage import DataRoot
 
 SHARDS_CODE_VERSION = f"shards-1/{CONTENT_HASH_VERSION}"
 
@@ -37,15 +35,15 @@ with warnings.catch_warnings():
 )
 def tile_shards(
     context: dg.AssetExecutionContext,
-    storage: LensingStorage,
-    kappa_source: KappaSourceResource,
-    tiling: TilingResource,
+    storage: dg.ResourceParam[DataRoot],
+    kappa_source: dg.ResourceParam[KappaSource],
+    tiling: dg.ResourceParam[TilingOptions],
 ) -> dg.MaterializeResult:
     """Parquet shards of one (lmax, noise level) configuration: one row per tile of every sim."""
     lmax, noise = config_of(context.partition_key)
-    catalog = kappa_source.build().catalog
+    catalog = kappa_source.catalog
     report = write_config_shards(
-        storage.data_root(),
+        storage,
         catalog,
         lmax,
         noise,
@@ -53,7 +51,7 @@ def tile_shards(
         scheme=tiling.scheme,
         noise_convention=tiling.noise_convention,
     )
-    return dg.MaterializeResult(metadata=report.to_metadata())
+    return materialized(report)
 
 
 @dg.asset(
@@ -64,25 +62,9 @@ def tile_shards(
     automation_condition=fan_in,
 )
 def hf_dataset(
-    storage: LensingStorage, tiling: TilingResource, hf_hub: HfHubResource
+    storage: dg.ResourceParam[DataRoot],
+    tiling: dg.ResourceParam[TilingOptions],
+    hf_hub: dg.ResourceParam[HubTarget],
 ) -> dg.MaterializeResult:
     """The local Hugging Face dataset revision of every built configuration; pushed if set up."""
-    root = storage.data_root()
-    revision = write_hf_revision(
-        root.hf_dataset.dir,
-        tmp_root=root.tmp_root,
-        scheme=tiling.scheme,
-        noise_convention=tiling.noise_convention,
-    )
-    pushed = push_revision(
-        revision.path, repo_id=hf_hub.repo_id, token=hf_hub.token(), revision=revision.revision_id
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "revision_id": revision.revision_id,
-            "path": dg.MetadataValue.path(str(revision.path)),
-            "configs": {name: r.rows for name, r in revision.configs.items()},
-            "missing_configs": revision.missing_configs,
-            "push": pushed.to_metadata(),
-        }
-    )
+    return materialized(publish_revision(storage, tiling, hf_hub))

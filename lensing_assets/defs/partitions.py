@@ -1,9 +1,10 @@
 """Partition definitions: sims are dynamic partitions, registered in the instance.
 
 The sim partitions (``sims``) live in the Dagster instance, so that simulations that appear
-in the source become partitions without a restart: the discovery sensor registers them, and
-:func:`register_sims` (``python -m lensing_assets.register``, ``make demo``) registers the
-configured suite's sims at once.
+in the source become partitions without a restart: the discovery sensor registers them; the
+configured suite's sims are registered when the definitions load
+(:mod:`lensing_assets.defs.registration`), and ``python -m lensing_assets.register`` does it
+on demand.
 
 The sim x lmax key reads ``SIM|LMAX`` (e.g. ``109|600``): Dagster orders the parts of a
 multi-partition key by dimension *name*, and ``"sim" < "tile_lmax"``. The configuration key
@@ -14,12 +15,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lensing_core.config import PlatformSettings
 from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.sky.tiles import LMAX_TO_NSIDE
-
-SETTINGS = PlatformSettings.from_env()
-CATALOG = SETTINGS.catalog()
 
 SIM_DIM = "sim"
 LMAX_DIM = "tile_lmax"

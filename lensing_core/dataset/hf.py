@@ -64,7 +64,8 @@ from lensing_core.sky.noise import NOISE_CONVENTIONS, NOISE_LEVELS, noise_power
 from lensing_core.sky.rotations import SCHEMES
 from lensing_core.sky.summaries import scheme_summary
 from lensing_core.sky.surveys import SURVEYS
-from lensing_core.storage import SPLIT, RevisionDir, ShardSet
+from lensing_core.sky.tiles import TilingOptions
+from lensing_core.storage import SPLIT, DataRoot, RevisionDir, ShardSet
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -173,6 +174,28 @@ class RevisionInfo:
             },
             "missing_configs": self.missing_configs,
         }
+
+
+@dataclass(frozen=True)
+class HubTarget:
+    """
+    Where a revision is pushed: nothing is pushed without a repository id.
+
+    Attributes
+    ----------
+    repo_id
+        The Hub dataset repository, ``owner/name`` (``LENSING_HF_REPO_ID``).
+    token_env
+        The environment variable holding the token, read at push time by :meth:`token`;
+        the token is never stored in settings, files, logs or metadata.
+    """
+
+    repo_id: str | None = None
+    token_env: str = "HF_TOKEN"
+
+    def token(self) -> str | None:
+        """The token from the environment, if set."""
+        return os.environ.get(self.token_env) or None
 
 
 @dataclass(frozen=True)
@@ -488,6 +511,58 @@ def push_revision(
     url = _redact(str(getattr(commit, "commit_url", "") or ""), token) or None
     logger.info("pushed revision %s to %s", revision, repo_id)
     return PushResult(True, "pushed", repo_id, url)
+
+
+@dataclass(frozen=True)
+class PublishedRevision:
+    """
+    A revision written and, where set up, pushed (:func:`publish_revision`).
+
+    Attributes
+    ----------
+    revision
+        What was written.
+    push
+        Whether it was pushed, and why not.
+    """
+
+    revision: RevisionInfo
+    push: PushResult
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The revision id and directory, the rows per configuration, and the push."""
+        return {
+            "revision_id": self.revision.revision_id,
+            "path": self.revision.path,
+            "configs": {name: r.rows for name, r in self.revision.configs.items()},
+            "missing_configs": self.revision.missing_configs,
+            "push": self.push.to_metadata(),
+        }
+
+
+def publish_revision(root: DataRoot, tiling: TilingOptions, hub: HubTarget) -> PublishedRevision:
+    """
+    Write the revision of every configuration built under *root*, and push it if set up.
+
+    Parameters
+    ----------
+    root
+        The data root; the revision is ``root.hf_dataset``.
+    tiling
+        The scheme and noise convention the card describes (and the shards must have).
+    hub
+        Where to push; the token is read from the environment now, never kept.
+    """
+    revision = write_hf_revision(
+        root.hf_dataset.dir,
+        tmp_root=root.tmp_root,
+        scheme=tiling.scheme,
+        noise_convention=tiling.noise_convention,
+    )
+    pushed = push_revision(
+        revision.path, repo_id=hub.repo_id, token=hub.token(), revision=revision.revision_id
+    )
+    return PublishedRevision(revision, pushed)
 
 
 # --- helpers ------------------------------------------------------------------------------

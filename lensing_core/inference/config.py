@@ -31,7 +31,7 @@ resolve_precision
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 PRECISIONS: tuple[str, ...] = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true")
@@ -254,6 +254,9 @@ class NPEConfig:
         without progress (so the covariance settles instead of following the step noise).
     seed
         Seed of the generator :func:`fit_npe` creates when the caller gives none.
+    augment_rolls
+        Also roll the tiles circularly when augmenting them for the NPE's summaries (as the
+        compressor's option of the same name).
     """
 
     hidden: int = 64
@@ -268,6 +271,7 @@ class NPEConfig:
     lr_decay_patience: int = 5
     lr_decay_factor: float = 0.5
     seed: int = 42
+    augment_rolls: bool = False
 
     def __post_init__(self) -> None:
         positive = {
@@ -309,3 +313,40 @@ class NPEConfig:
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready mapping (inverse of :meth:`from_dict`)."""
         return asdict(self)
+
+
+#: Where models train: the GPU when there is one (``auto``), or the one named.
+ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """
+    How models train on this deployment.
+
+    Attributes
+    ----------
+    preset
+        Name of the compressor settings in :data:`COMPRESSOR_PRESETS`
+        (``LENSING_TRAINING_PRESET``).
+    compressor
+        The compressor settings (the preset's, unless given).
+    npe
+        The NPE settings.
+    accelerator
+        One of :data:`ACCELERATORS` (``LENSING_ACCELERATOR``).
+    """
+
+    preset: str = "full"
+    compressor: CompressorConfig = field(default_factory=CompressorConfig)
+    npe: NPEConfig = field(default_factory=NPEConfig)
+    accelerator: str = "auto"
+
+    @classmethod
+    def from_preset(cls, preset: str, *, accelerator: str = "auto") -> TrainingSettings:
+        """The settings of a named preset (:func:`compressor_preset`)."""
+        return cls(preset=preset, compressor=compressor_preset(preset), accelerator=accelerator)
+
+    def device(self) -> str:
+        """Torch device name for the NPE and the report: ``auto``, ``cpu`` or ``cuda``."""
+        return "cuda" if self.accelerator == "gpu" else self.accelerator

@@ -56,6 +56,7 @@ from lensing_core.inference.training import CompressorResult, fit_compressor
 from lensing_core.io import InputMissingError, file_sha256, write_bytes
 from lensing_core.plotting.figures import figure_to_png_bytes
 from lensing_core.plotting.fom import fom_figure
+from lensing_core.results import Image, Table
 from lensing_core.sims.catalog import FIDUCIAL_SIM_ID
 from lensing_core.storage import DataRoot, ShardSet
 
@@ -287,6 +288,28 @@ class NPETrainingResult:
     checkpoint: Path
     record: Mapping[str, Any]
 
+    def to_metadata(self) -> dict[str, Any]:
+        """The checkpoint, the compressor it summarises with, and how the training went."""
+        r = self.record
+        return {
+            "path": self.checkpoint,
+            "compressor_checkpoint": Path(r["compressor_checkpoint"]),
+            **{key: r[key] for key in _NPE_METADATA_KEYS},
+        }
+
+
+_NPE_METADATA_KEYS = (
+    "compressor_sha256",
+    "best_val_nll",
+    "best_epoch",
+    "epochs",
+    "stopped_early",
+    "n_train",
+    "n_val",
+    "device",
+    "elapsed_s",
+)
+
 
 def train_npe(
     root: DataRoot,
@@ -295,7 +318,6 @@ def train_npe(
     cfg: NPEConfig,
     *,
     device: str = "auto",
-    augment_rolls: bool = False,
     cache_dir: Path | None = None,
 ) -> NPETrainingResult:
     """
@@ -311,8 +333,6 @@ def train_npe(
         NPE settings (``cfg.seed`` seeds the weights, the order and the augmentation).
     device
         ``"auto"``, ``"cpu"`` or ``"cuda"``: where the compressor and the MLP run.
-    augment_rolls
-        Also roll the tiles circularly when augmenting (as the compressor's option).
     cache_dir
         See :func:`open_config`.
 
@@ -349,7 +369,7 @@ def train_npe(
     ) -> tuple[torch.Tensor, torch.Tensor]:
         rows = rows_train[indices.numpy()]
         tiles = augment_tiles(
-            _tiles_tensor(trained.table, rows), rolls=augment_rolls, generator=generator
+            _tiles_tensor(trained.table, rows), rolls=cfg.augment_rolls, generator=generator
         )
         return compressor.compress(tiles, batch_size=COMPRESS_BATCH), _theta_norm(trained, rows)
 
@@ -378,7 +398,7 @@ def train_npe(
         "shards_content_hash": trained.report.content_hash,
         "n_train": len(rows_train),
         "n_val": len(rows_test),
-        "augment_rolls": augment_rolls,
+        "augment_rolls": cfg.augment_rolls,
         "device": device,
         **{k: v for k, v in fitted.to_record().items() if k != "history"},
         "val_nll_history": [h["val_nll"] for h in fitted.history],
@@ -415,6 +435,44 @@ class FomReport:
     figure_png: bytes
     fiducial_mean: np.ndarray
     fiducial_cov: np.ndarray
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The FoM and its calibration, as figures, a table and the report's figure."""
+        r = self.record
+        calib = r["calibration"]
+        rows = [(name, float(r[name]), what) for name, what in _FOM_TABLE_FIELDS]
+        rows += [
+            ("coverage_68", calib["coverage_68"], "test tiles inside their 68% ellipse"),
+            ("coverage_95", calib["coverage_95"], "test tiles inside their 95% ellipse"),
+        ]
+        table = Table(
+            {"quantity": "string", "value": "float", "meaning": "string"},
+            [{"quantity": n, "value": v, "meaning": m} for n, v, m in rows],
+        )
+        return {
+            "path": self.result_path,
+            "figure_path": self.figure_path,
+            "fom_fiducial_median": r["fom_fiducial_median"],
+            "fom_fiducial_std": r["fom_fiducial_std"],
+            "fom_prior": r["fom_prior"],
+            "coverage_68": calib["coverage_68"],
+            "coverage_95": calib["coverage_95"],
+            "n_test": calib["n_test"],
+            "fom": table,
+            "fom_fiducial_all": r["fom_fiducial_all"],
+            "r2_test": r["r2_test"],
+            "figure": Image(self.figure_png, "FoM report"),
+        }
+
+
+_FOM_TABLE_FIELDS = (
+    ("fom_fiducial_median", "median FoM of the 12 fiducial tiles"),
+    ("fom_fiducial_std", "tile-to-tile std of the fiducial FoM"),
+    ("fom_test_median", "median FoM of the test tiles"),
+    ("fom_test_lo_16", "16th percentile, test tiles"),
+    ("fom_test_hi_84", "84th percentile, test tiles"),
+    ("fom_prior", "FoM of the prior (training parameters)"),
+)
 
 
 def _posteriors(

@@ -75,12 +75,27 @@ from lensing_core.inference.config import (
     resolve_precision,
 )
 from lensing_core.io import atomic_open, write_json
+from lensing_core.results import Table
 from lensing_core.storage import CompressorFiles
 
 logger = logging.getLogger(__name__)
 
 #: Config fields that may change between a run and its resumption.
 RESUME_SAFE_FIELDS = frozenset({"max_epochs", "num_workers", "precision", "deterministic"})
+
+# what the metadata of a fit shows from result.json, besides R^2
+_METADATA_KEYS = (
+    "val_mse",
+    "test_mse",
+    "epochs",
+    "global_step",
+    "resumed_from_step",
+    "train_tiles_per_s",
+    "elapsed_s",
+    "n_tiles",
+    "tile_shape",
+    "config",
+)
 
 # split name in result.json -> Split attribute
 _EVAL_SPLITS = {"train": "compressor_train", "val": "npe_train", "test": "test"}
@@ -114,6 +129,28 @@ class CompressorResult:
     def best_ckpt(self) -> Path:
         """Weights with the lowest validation loss."""
         return self.files.best
+
+    def to_metadata(self) -> dict[str, Any]:
+        """Where the weights are, how well they do per split, and how the training went."""
+        m = self.metrics
+        r2 = m["r2"]
+        params = sorted({p for scores in r2.values() for p in scores})
+        table = Table(
+            {"split": "string", **dict.fromkeys(params, "float")},
+            [
+                {"split": split, **{p: scores.get(p) for p in params}}
+                for split, scores in r2.items()
+            ],
+        )
+        return {
+            "path": self.best_ckpt,
+            "backbone": m["backbone"],
+            "device": m["device"],
+            "precision": m["precision"],
+            "r2": table,
+            **{f"r2_test_{p}": v for p, v in r2["test"].items() if v is not None},
+            **{key: m[key] for key in _METADATA_KEYS},
+        }
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

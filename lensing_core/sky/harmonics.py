@@ -30,10 +30,7 @@ from lensing_core.sky.healpix import nside_from_npix
 
 
 def default_nthreads() -> int:
-    """Threads for ducc0 transforms: ``LENSING_NTHREADS`` or every core this process may use."""
-    env = os.environ.get("LENSING_NTHREADS")
-    if env:
-        return max(1, int(env))
+    """Threads for ducc0 transforms when the caller gives none: every core this process may use."""
     return max(1, len(os.sched_getaffinity(0)))
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import healpy as hp
@@ -64,6 +65,30 @@ N_ORIENTATIONS = 3
 N_TILES = N_ORIENTATIONS * len(EQUATORIAL_FACES)
 
 TileKey = tuple[int, str]
+
+
+@dataclass(frozen=True)
+class TilingOptions:
+    """
+    How tiles are made: the options every tile partition shares.
+
+    Attributes
+    ----------
+    scheme
+        Orientation scheme, ``belts`` or ``legacy`` (``LENSING_TILE_SCHEME``).
+    noise_convention
+        Shape-noise convention, ``per_component`` or ``legacy``
+        (``LENSING_NOISE_CONVENTION``).
+    n_iter
+        Jacobi iterations of the analysis of a map (healpy's ``iter``).
+    nthreads
+        ducc0 threads; every core this process may use if not given (``LENSING_NTHREADS``).
+    """
+
+    scheme: str = "belts"
+    noise_convention: str = "per_component"
+    n_iter: int = 3
+    nthreads: int | None = None
 
 
 def analysis_lmax(nside_in: int, nside_out: Mapping[int, int] | None = None) -> int:

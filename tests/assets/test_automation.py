@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,25 +17,32 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from lensing_assets.definitions import defs
+from lensing_assets import build_defs
 from lensing_assets.defs.automation import (
-    fill_missing_schedules,
     missing_hf_dataset,
     missing_kappa,
     missing_shards,
     missing_tiles,
 )
-from lensing_assets.defs.inputs import sim_discovery_sensor
 from lensing_assets.defs.partitions import SIMS_PARTITIONS
-from lensing_assets.defs.resources import KappaSourceResource, LensingStorage
+from lensing_assets.defs.resources import platform_resources
 from lensing_assets.defs.tiles import tiles
+from lensing_core.config import PlatformSettings
+from lensing_core.sims.sources import SourceSettings
 from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.sky.tiles import LMAX_TO_NSIDE
+from tests.fixtures.dagster import settings_for
 
 SIMS = ("1", "2", "3")
 NIGHT = datetime.datetime(2026, 11, 22, 2, 0, tzinfo=datetime.UTC)
 LMAX = [str(lmax) for lmax in LMAX_TO_NSIDE]
 CONFIGS = [f"{lmax}|{noise}" for lmax in LMAX for noise in NOISE_LEVELS]
+
+
+@pytest.fixture
+def defs(test_defs: dg.Definitions) -> dg.Definitions:
+    """The platform's definitions (test settings)."""
+    return test_defs
 
 
 class Ticks:
@@ -89,7 +93,9 @@ def _built(instance: dg.DagsterInstance, sims: tuple[str, ...] = SIMS) -> None:
     _materialized(instance, "hf_dataset", [None])
 
 
-def test_nothing_is_requested_when_nothing_changed(instance: dg.DagsterInstance) -> None:
+def test_nothing_is_requested_when_nothing_changed(
+    instance: dg.DagsterInstance, defs: dg.Definitions
+) -> None:
     _built(instance)
     tick = Ticks(instance, defs)
     assert tick() == {}
@@ -97,7 +103,7 @@ def test_nothing_is_requested_when_nothing_changed(instance: dg.DagsterInstance)
 
 
 def test_changed_input_rebuilds_that_sims_kappa_and_five_tiles(
-    instance: dg.DagsterInstance,
+    instance: dg.DagsterInstance, defs: dg.Definitions
 ) -> None:
     """A new input version of sim 2: kappa_maps[2], then tiles[2|*], nothing else there."""
     _built(instance)
@@ -112,7 +118,7 @@ def test_changed_input_rebuilds_that_sims_kappa_and_five_tiles(
 
 
 def test_nothing_is_requested_while_a_run_of_the_partition_is_in_progress(
-    instance: dg.DagsterInstance,
+    instance: dg.DagsterInstance, defs: dg.Definitions
 ) -> None:
     """A queued run of kappa_maps[2]: its changed input waits until the run is over."""
     _built(instance)
@@ -129,7 +135,7 @@ def test_nothing_is_requested_while_a_run_of_the_partition_is_in_progress(
 
 
 def test_fan_in_assets_rebuild_once_after_the_wave_settles(
-    instance: dg.DagsterInstance,
+    instance: dg.DagsterInstance, defs: dg.Definitions
 ) -> None:
     """Tiles of two sims update over several ticks; shards follow once, then the revision,
     then the compressor of the one configuration already trained."""
@@ -154,7 +160,9 @@ def test_fan_in_assets_rebuild_once_after_the_wave_settles(
     assert tick() == {}
 
 
-def test_a_failed_sim_does_not_block_the_fan_in(instance: dg.DagsterInstance) -> None:
+def test_a_failed_sim_does_not_block_the_fan_in(
+    instance: dg.DagsterInstance, defs: dg.Definitions
+) -> None:
     """Sim 3 never got kappa maps or tiles: shards still rebuild after sim 2 changes."""
     _built(instance, sims=("1", "2"))
     tick = Ticks(instance, defs)
@@ -164,7 +172,9 @@ def test_a_failed_sim_does_not_block_the_fan_in(instance: dg.DagsterInstance) ->
     assert tick() == {"tile_shards": set(CONFIGS)}
 
 
-def test_new_tile_code_version_rebuilds_every_tile(instance: dg.DagsterInstance) -> None:
+def test_new_tile_code_version_rebuilds_every_tile(
+    instance: dg.DagsterInstance, defs: dg.Definitions
+) -> None:
     _built(instance)
     tick = Ticks(instance, defs)
     assert tick() == {}
@@ -186,10 +196,12 @@ def test_discovery_sensor_adds_and_requests_a_new_sim_once(tmp_path: Path) -> No
     kappa_dir = tmp_path / "maps"
     for sim in (1, 2):
         _write_npz_sim(kappa_dir, sim)
-    resources = {
-        "storage": LensingStorage(root=str(tmp_path / "data")),
-        "kappa_source": KappaSourceResource(source="kappa_npz", kappa_dir=str(kappa_dir)),
-    }
+    settings = settings_for(
+        tmp_path / "data", source=SourceSettings(name="kappa_npz", kappa_dir=kappa_dir)
+    )
+    defs = build_defs(settings)
+    resources = platform_resources(settings)
+    sim_discovery_sensor = defs.get_sensor_def("sim_discovery_sensor")
     with dg.instance_for_test() as instance:
 
         def tick(cursor: str | None) -> dg.SensorResult:
@@ -228,7 +240,9 @@ def test_discovery_sensor_adds_and_requests_a_new_sim_once(tmp_path: Path) -> No
         assert tick(changed.cursor).asset_events == []
 
 
-def test_schedules_request_only_missing_partitions(instance: dg.DagsterInstance) -> None:
+def test_schedules_request_only_missing_partitions(
+    instance: dg.DagsterInstance, defs: dg.Definitions
+) -> None:
     """Sims 1 and 2 have kappa maps; tiles of sim 1 and tiles[2|200]; two shard configs."""
     _materialized(instance, "kappa_maps", ["1", "2"])
     _materialized(instance, "tiles", [f"1|{lmax}" for lmax in LMAX] + ["2|200"])
@@ -237,7 +251,7 @@ def test_schedules_request_only_missing_partitions(instance: dg.DagsterInstance)
     assert set(missing_tiles(instance)) == {f"2|{lmax}" for lmax in LMAX[1:]}
     assert set(missing_shards(instance)) == set(CONFIGS) - {"200|des_y3", "600|noiseless"}
     assert missing_hf_dataset(instance) == [None]
-    by_name = {schedule.name: schedule for schedule in fill_missing_schedules}
+    by_name = {schedule.name: schedule for schedule in defs.schedules}  # type: ignore[union-attr]
     context = dg.build_schedule_context(
         instance=instance, scheduled_execution_time=NIGHT, repository_def=defs.get_repository_def()
     )
@@ -255,20 +269,26 @@ def test_schedules_request_only_missing_partitions(instance: dg.DagsterInstance)
     assert missing_hf_dataset(instance) == []
 
 
-def test_automation_is_on_by_default_and_can_be_turned_off() -> None:
+def test_automation_is_on_by_default_and_can_be_turned_off(tmp_path: Path) -> None:
     """Sensors and schedules run by default; LENSING_AUTOMATION=off starts them stopped."""
-    sensors = {s.name: s for s in defs.sensors}
+    defs = build_defs(PlatformSettings.from_env({"LENSING_DATA_ROOT": str(tmp_path)}))
+    sensors = {s.name: s for s in defs.sensors}  # type: ignore[union-attr]
     assert sensors["lensing_automation"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["sim_discovery_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
-    for schedule in fill_missing_schedules:
+    schedules = list(defs.schedules)  # type: ignore[arg-type]
+    assert len(schedules) == 4
+    for schedule in schedules:
         assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
         assert schedule.cron_schedule == "0 2 * * *"
-    code = (
-        "from lensing_assets.definitions import defs; "
-        "print(sorted({s.default_status.value for s in [*defs.sensors, *defs.schedules]}))"
+    off = build_defs(
+        PlatformSettings.from_env(
+            {
+                "LENSING_DATA_ROOT": str(tmp_path),
+                "LENSING_AUTOMATION": "off",
+                "LENSING_BACKFILL_CRON": "30 3 * * 6",
+            }
+        )
     )
-    env = {**os.environ, "LENSING_AUTOMATION": "off"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "['STOPPED']"
+    statuses = {s.default_status.value for s in [*off.sensors, *off.schedules]}  # type: ignore[misc]
+    assert statuses == {"STOPPED"}
+    assert {s.cron_schedule for s in off.schedules} == {"30 3 * * 6"}  # type: ignore[union-attr]

@@ -11,12 +11,9 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from lensing_assets import defs
-from lensing_assets.defs.checks import kappa_map_checks
-from lensing_assets.defs.kappa import kappa_maps
-from lensing_assets.defs.resources import KappaSourceResource
-from lensing_core.sims.catalog import SimCatalog
-from lensing_core.sims.sources import KappaSource
+from lensing_assets.defs.kappa import kappa_map_checks, kappa_maps
+from lensing_core.sims.catalog import synthetic_catalog
+from lensing_core.sims.sources import SyntheticSource
 from lensing_core.storage import DataRoot
 from lensing_core.validation import CHECK_NAMES
 from tests.fixtures.dagster import ephemeral_instance
@@ -25,35 +22,17 @@ IMAGE_PREFIX = "![spectra](data:image/png;base64,"
 
 
 @dataclass(frozen=True)
-class _ScaledSource:
-    """A kappa source whose maps are another source's times a factor (a bad pipeline)."""
-
-    inner: KappaSource
-    factor: float
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def catalog(self) -> SimCatalog:
-        return self.inner.catalog
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.inner.describe(), "scaled_by": self.factor}
-
-    def load(self, sim_id: int) -> tuple[np.ndarray, dict[str, Any]]:
-        maps, provenance = self.inner.load(sim_id)
-        return self.factor * maps, provenance
-
-
-class ScaledKappaSourceResource(KappaSourceResource):
-    """The configured source with every map multiplied by *factor*."""
+class _ScaledSource(SyntheticSource):
+    """The synthetic source with every map multiplied by *factor* (a bad pipeline)."""
 
     factor: float = 2.0
 
-    def build(self) -> KappaSource:
-        return _ScaledSource(super().build(), self.factor)
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "scaled_by": self.factor}
+
+    def load(self, sim_id: int) -> tuple[np.ndarray, dict[str, Any]]:
+        maps, provenance = super().load(sim_id)
+        return self.factor * maps, provenance
 
 
 def _materialize(resources: dict) -> dg.ExecuteInProcessResult:
@@ -87,9 +66,9 @@ def _evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEv
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-def test_definitions_carry_the_kappa_checks() -> None:
+def test_definitions_carry_the_kappa_checks(test_defs: dg.Definitions) -> None:
     """The four checks hang on kappa_maps in the platform's Definitions."""
-    keys = defs.resolve_asset_graph().asset_check_keys
+    keys = test_defs.resolve_asset_graph().asset_check_keys
     assert keys >= {dg.AssetCheckKey(dg.AssetKey("kappa_maps"), name) for name in CHECK_NAMES}
 
 
@@ -135,7 +114,7 @@ def test_maps_scaled_by_two_fail_the_spectra_check(test_resources: dict) -> None
     """A source that doubles kappa: the asset still materializes; the spectra check fails."""
     resources = {
         **test_resources,
-        "kappa_source": ScaledKappaSourceResource(source="synthetic", nside=128, factor=2.0),
+        "kappa_source": _ScaledSource(synthetic_catalog(), nside=128, factor=2.0),
     }
     result = _materialize(resources)
     assert result.success

@@ -10,9 +10,8 @@ import pytest
 
 from lensing_assets.defs.dataset import hf_dataset, tile_shards
 from lensing_assets.defs.kappa import kappa_maps
-from lensing_assets.defs.resources import HfHubResource
 from lensing_assets.defs.tiles import tiles
-from lensing_core.dataset.hf import load_local_config
+from lensing_core.dataset.hf import HubTarget, load_local_config
 from lensing_core.sims.catalog import synthetic_catalog
 from tests.fixtures.dagster import ephemeral_instance
 
@@ -33,7 +32,7 @@ def test_shards_and_revision_from_tiles(
 ) -> None:
     """Two sims' tiles -> shards of two configurations -> a revision load_dataset reads."""
     monkeypatch.setenv("HF_TOKEN", "hf_secret_token_never_written")
-    resources = {**test_resources, "hf_hub": HfHubResource()}  # no repo id: no push
+    resources = {**test_resources, "hf_hub": HubTarget()}  # no repo id: no push
     for sim in SIMS:
         _ok(kappa_maps, str(sim), resources)
         _ok(tiles, f"{sim}|200", resources)

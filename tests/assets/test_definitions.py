@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from lensing_assets import defs
 from lensing_assets.defs.partitions import (
     register_sims,
     sim_lmax_of,
@@ -15,8 +14,9 @@ from lensing_core.sims.catalog import synthetic_catalog
 from tests.fixtures.dagster import ephemeral_instance
 
 
-def test_definitions_load_with_expected_graph() -> None:
+def test_definitions_load_with_expected_graph(test_defs: dg.Definitions) -> None:
     """Asset keys and dependencies: kappa -> tiles -> shards -> HF dataset and models."""
+    defs = test_defs
     graph = defs.resolve_asset_graph()
     parents = {
         key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
@@ -72,9 +72,9 @@ def test_key_109_600_is_sim_109_at_lmax_600() -> None:
     assert "600|109" not in keys
 
 
-def test_tiles_depend_on_the_same_sim_kappa_partition() -> None:
+def test_tiles_depend_on_the_same_sim_kappa_partition(test_defs: dg.Definitions) -> None:
     """Partition mapping: tiles[109|600] reads kappa_maps[109] and nothing else."""
-    graph = defs.resolve_asset_graph()
+    graph = test_defs.resolve_asset_graph()
     mapping = graph.get_partition_mapping(dg.AssetKey("tiles"), dg.AssetKey("kappa_maps"))
     instance = ephemeral_instance()
     with dg.partition_loading_context(dynamic_partitions_store=instance):
@@ -86,11 +86,11 @@ def test_tiles_depend_on_the_same_sim_kappa_partition() -> None:
     assert set(upstream.partitions_subset.get_partition_keys()) == {"109"}
 
 
-def test_shards_of_a_configuration_read_every_sim_at_its_lmax() -> None:
+def test_shards_of_a_configuration_read_every_sim_at_its_lmax(test_defs: dg.Definitions) -> None:
     """tile_shards[600|des_y3] (configuration lmax_600_des_y3) depends on tiles[s|600], all s."""
     from lensing_assets.defs.dataset import dataset_partitions_def
 
-    graph = defs.resolve_asset_graph()
+    graph = test_defs.resolve_asset_graph()
     mapping = graph.get_partition_mapping(dg.AssetKey("tile_shards"), dg.AssetKey("tiles"))
     key = dataset_partitions_def.get_partition_key_from_str("600|des_y3")
     assert key.keys_by_dimension == {"lmax": "600", "noise": "des_y3"}
@@ -106,8 +106,9 @@ def test_shards_of_a_configuration_read_every_sim_at_its_lmax() -> None:
     assert len(dataset_partitions_def.get_partition_keys()) == 15
 
 
-def test_every_computed_asset_declares_a_code_version() -> None:
+def test_every_computed_asset_declares_a_code_version(test_defs: dg.Definitions) -> None:
     """Bumping one (e.g. lensing_core.products.TILES_CODE_VERSION) makes its partitions stale."""
+    defs = test_defs
     versions = {}
     for asset in defs.assets:  # type: ignore[union-attr]
         by_key = getattr(asset, "code_versions_by_key", {})  # a SourceAsset has none

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -12,8 +11,16 @@ import pytest
 from lensing_assets import demo
 
 
-def test_demo_materializes_into_the_instance(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_materializes_into_the_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Kappa and tiles of sim 109 at lmax 200 land in the data root and the instance."""
+    root = tmp_path / "data"
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LENSING_DATA_ROOT", str(root))
+    monkeypatch.setenv("LENSING_NSIDE", "128")
+    monkeypatch.chdir(tmp_path)
     assert demo.main(["--sims", "109", "--lmax", "200", "--train"]) == 0
     out = capsys.readouterr().out
     for job, key in [
@@ -25,7 +32,7 @@ def test_demo_materializes_into_the_instance(capsys: pytest.CaptureFixture[str])
         assert re.search(rf"{job}\s+{re.escape(key)}\s+ok", out), (job, key)
     assert "lmax_200_lsst_y10" in out
     assert "sky_coverage: 0.96" in out
-    root = Path(os.environ["LENSING_DATA_ROOT"])
+    assert "tiles[109|200]: data/tiles/lmax200/sim00109.npz" in out  # relative to the cwd
     assert (root / "tiles" / "lmax200" / "sim00109.npz").is_file()
     instance = dg.DagsterInstance.get()
     assert "109|200" in instance.get_materialized_partitions(dg.AssetKey("tiles"))

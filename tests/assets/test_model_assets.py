@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
 
-from lensing_assets.definitions import defs
+from lensing_assets import build_defs
 from lensing_assets.defs.dataset import tile_shards
 from lensing_assets.defs.kappa import kappa_maps
-from lensing_assets.defs.models import (
-    GPU_POOL,
-    CompressorRunConfig,
-    NPERunConfig,
-    compressor_model,
-    npe_model,
-)
-from lensing_assets.defs.reports import fom_report
-from lensing_assets.defs.resources import TrainingResource
+from lensing_assets.defs.models import GPU_POOL
+from lensing_assets.defs.run_config import run_config_class, to_core
 from lensing_assets.defs.tiles import tiles
-from lensing_core.inference.config import CompressorConfig, compressor_preset
+from lensing_core.inference.config import CompressorConfig, TrainingSettings, compressor_preset
 from lensing_core.inference.npe import NPEConfig
 from lensing_core.storage import DataRoot
-from tests.fixtures.dagster import ephemeral_instance
+from tests.fixtures.dagster import ephemeral_instance, settings_for
 
 SIMS = (7, 12, 20, 109)
 KEY = "200|des_y3"
@@ -54,25 +48,54 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     return failure.step_failure_data.error.message
 
 
-def test_run_configs_mirror_the_core_configs() -> None:
-    """Every core setting can be set from the run config; the NPE defaults are the core's."""
-    compressor_fields = {f.name for f in dataclasses.fields(CompressorConfig)}
-    assert set(CompressorRunConfig.model_fields) == compressor_fields | {"max_steps"}
-    npe_defaults = dataclasses.asdict(NPEConfig())
-    assert set(NPERunConfig.model_fields) == set(npe_defaults) | {"augment_rolls"}
-    assert NPERunConfig().to_core() == NPEConfig()
+def _config_fields(asset: dg.AssetsDefinition) -> dict[str, Any]:
+    """The run config fields of *asset* in its Launchpad schema."""
+    return dict(asset.op.config_schema.config_type.fields)
+
+
+def test_run_configs_mirror_the_core_configs(test_defs: dg.Definitions) -> None:
+    """Every core setting can be set from the run config; the defaults are the deployment's."""
     preset = compressor_preset("cpu_demo")
-    assert CompressorRunConfig().to_core(preset) == preset
-    changed = CompressorRunConfig(max_epochs=3, backbone="efficientnet_b0").to_core(preset)
+    compressor = _config_fields(test_defs.get_assets_def("compressor_model"))
+    assert set(compressor) == {f.name for f in dataclasses.fields(CompressorConfig)} | {"max_steps"}
+    assert compressor["backbone"].default_value == preset.backbone == "test_efficientnet"
+    npe = _config_fields(test_defs.get_assets_def("npe_model"))
+    npe_defaults = dataclasses.asdict(NPEConfig())
+    assert set(npe) == set(npe_defaults)
+    assert {name: field.default_value for name, field in npe.items()} == npe_defaults
+    RunConfig = run_config_class("CompressorRunConfig", preset, {"max_steps": (int | None, None)})
+    assert to_core(RunConfig(), preset) == preset
+    changed = to_core(RunConfig(max_epochs=3, backbone="efficientnet_b0"), preset)
     assert (changed.max_epochs, changed.backbone, changed.lr) == (3, "efficientnet_b0", preset.lr)
 
 
-def test_training_goes_through_the_gpu_pool_and_run_tag() -> None:
+def test_a_new_compressor_setting_reaches_the_launchpad(data_root: Path) -> None:
+    """A field added to CompressorConfig is in the asset's run config, with no other edit."""
+    extended = dataclasses.make_dataclass(
+        "CompressorConfig",
+        [("dropout", float, 0.1)],
+        bases=(CompressorConfig,),
+        frozen=True,
+        slots=True,
+    )
+    preset = extended(**dataclasses.asdict(compressor_preset("cpu_demo")))
+    training = TrainingSettings(preset="cpu_demo", compressor=preset)
+    defs = build_defs(settings_for(data_root, training=training))
+    fields = _config_fields(defs.get_assets_def("compressor_model"))
+    assert fields["dropout"].default_value == 0.1
+    job = defs.resolve_job_def("compressor_job")
+    ok = {"ops": {"compressor_model": {"config": {"dropout": 0.3}}}}
+    assert dg.validate_run_config(job, ok)["ops"]["compressor_model"]["config"]["dropout"] == 0.3
+    with pytest.raises(dg.DagsterInvalidConfigError, match="dropout_rate"):
+        dg.validate_run_config(job, {"ops": {"compressor_model": {"config": {"dropout_rate": 1}}}})
+
+
+def test_training_goes_through_the_gpu_pool_and_run_tag(test_defs: dg.Definitions) -> None:
     """One training step at a time per GPU (pool) and one training run at a time (tag)."""
-    for asset in (compressor_model, npe_model):
-        assert asset.op.pool == GPU_POOL
+    for name in ("compressor_model", "npe_model"):
+        assert test_defs.get_assets_def(name).op.pool == GPU_POOL
     for name in ("compressor_job", "npe_job"):
-        assert defs.resolve_job_def(name).tags["lensing/resource"] == "gpu"
+        assert test_defs.resolve_job_def(name).tags["lensing/resource"] == "gpu"
 
 
 def test_repository_instance_limits_runs_and_the_gpu_pool(
@@ -92,9 +115,14 @@ def test_repository_instance_limits_runs_and_the_gpu_pool(
 
 
 @pytest.mark.slow
-def test_models_and_report_from_tiles(data_root: Path, test_resources: dict) -> None:
+def test_models_and_report_from_tiles(
+    data_root: Path, test_resources: dict, test_defs: dg.Definitions
+) -> None:
     """tiles -> shards -> compressor -> NPE -> report, with the report in the metadata."""
-    resources = {**test_resources, "training": TrainingResource(preset="cpu_demo")}
+    resources = test_resources
+    compressor_model, npe_model, fom_report = (
+        test_defs.get_assets_def(name) for name in ("compressor_model", "npe_model", "fom_report")
+    )
     instance = ephemeral_instance()
     for sim in SIMS:
         assert _run(kappa_maps, str(sim), resources, instance).success
@@ -134,13 +162,13 @@ def test_models_and_report_from_tiles(data_root: Path, test_resources: dict) -> 
         assert KEY in instance.get_materialized_partitions(dg.AssetKey(asset))
 
 
-@pytest.mark.parametrize("asset", [compressor_model, npe_model, fom_report])
+@pytest.mark.parametrize("name", ["compressor_model", "npe_model", "fom_report"])
 def test_missing_shards_name_configuration_and_command(
-    asset: dg.AssetsDefinition, data_root: Path, test_resources: dict
+    name: str, data_root: Path, test_resources: dict, test_defs: dg.Definitions
 ) -> None:
     """Each model asset of a configuration without shards says so and how to make them."""
-    resources = {**test_resources, "training": TrainingResource(preset="cpu_demo")}
-    result = _run(asset, "400|lsst_y10", resources, ephemeral_instance())
+    asset = test_defs.get_assets_def(name)
+    result = _run(asset, "400|lsst_y10", test_resources, ephemeral_instance())
     message = _failure_message(result)
     assert "configuration lmax_400_lsst_y10" in message
     assert str(data_root / "hf_dataset" / "data" / "lmax_400_lsst_y10") in message

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from lensing_assets.defs.kappa import kappa_maps
-from lensing_assets.defs.resources import KappaSourceResource, LensingStorage, TilingResource
+from lensing_assets.defs.resources import platform_resources
 from lensing_assets.defs.tiles import tiles
+from lensing_core.sims.sources import SourceSettings
 from lensing_core.sky.noise import NOISE_LEVELS
+from lensing_core.sky.tiles import TilingOptions
 from lensing_core.storage import KAPPA_KEYS, DataRoot
-from tests.fixtures.dagster import ephemeral_instance
+from tests.fixtures.dagster import ephemeral_instance, settings_for
 
 
 def _materialize(
@@ -158,9 +160,10 @@ def test_sim_not_in_catalog(data_root: Path, test_resources: dict) -> None:
             resources=test_resources,
             instance=ephemeral_instance(),
         )
-    small = {**test_resources, "kappa_source": KappaSourceResource(suite="1-5", nside=128)}
+    small_settings = settings_for(data_root, source=SourceSettings(suite="1-5", nside=128))
+    small = platform_resources(small_settings)
     with pytest.raises(KeyError, match="sim 109 is not in the catalog"):
-        small["kappa_source"].build().load(109)
+        small_settings.kappa_source().load(109)
     message = _failure_message(_materialize(kappa_maps, "109", small))
     assert "sim 109 is not in the catalog" in message
     assert _visible_files(data_root) == []
@@ -169,15 +172,15 @@ def test_sim_not_in_catalog(data_root: Path, test_resources: dict) -> None:
 @pytest.mark.parametrize(
     ("tiling", "expected"),
     [
-        (TilingResource(scheme="spiral"), "unknown orientation scheme 'spiral'"),
-        (TilingResource(noise_convention="half"), "unknown noise convention 'half'"),
+        (TilingOptions(scheme="spiral"), "unknown orientation scheme 'spiral'"),
+        (TilingOptions(noise_convention="half"), "unknown noise convention 'half'"),
     ],
 )
 def test_unknown_scheme_or_convention(
     data_root: Path,
     test_resources: dict,
     rng: np.random.Generator,
-    tiling: TilingResource,
+    tiling: TilingOptions,
     expected: str,
 ) -> None:
     """Unknown tiling options fail the partition with the option named; no tile file."""
@@ -193,13 +196,9 @@ def test_kappa_npz_source(data_root: Path, tmp_path: Path, rng: np.random.Genera
     (source_dir / "sim00109").mkdir(parents=True)
     maps = rng.normal(size=(4, 12 * 128**2)).astype(np.float32) * 0.01
     np.savez(source_dir / "sim00109" / "kappa_maps.npz", **dict(zip(KAPPA_KEYS, maps, strict=True)))
-    resources = {
-        "storage": LensingStorage(root=str(data_root)),
-        "kappa_source": KappaSourceResource(
-            source="kappa_npz", suite="full", kappa_dir=str(source_dir)
-        ),
-        "tiling": TilingResource(),
-    }
+    resources = platform_resources(
+        settings_for(data_root, source=SourceSettings(name="kappa_npz", kappa_dir=source_dir))
+    )
     result = _materialize(kappa_maps, "109", resources)
     assert result.success
     written, meta = DataRoot(data_root).read_kappa(109)

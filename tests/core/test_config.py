@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lensing_core.config import PlatformSettings
+from lensing_core.config import AutomationSettings, PlatformSettings
+from lensing_core.inference.config import TrainingSettings, compressor_preset
 from lensing_core.sims.sources import GowerStreetSource, KappaNpzSource, SyntheticSource
+from lensing_core.sky.tiles import TilingOptions
 
 TABLE = """,,,Cosmological parameters,,,,,,,Derived parameters,,,
 Serial Number,Run,Job,Omega_m,sigma_8,w,Omega_b little_h^2,little_h,n_s,m_nu,Omega_b,Comment,RunTime (hours),WhereRun
@@ -21,18 +23,50 @@ Serial Number,Run,Job,Omega_m,sigma_8,w,Omega_b little_h^2,little_h,n_s,m_nu,Ome
 def test_defaults_are_the_synthetic_full_suite(tmp_path: Path) -> None:
     """No variables: synthetic source, 791 sims, nside 1024, belts, per-component noise."""
     settings = PlatformSettings.from_env({"LENSING_DATA_ROOT": str(tmp_path)})
-    assert (settings.source, settings.suite, settings.nside) == ("synthetic", "full", 1024)
-    assert (settings.scheme, settings.noise_convention) == ("belts", "per_component")
-    assert (settings.training_preset, settings.accelerator) == ("full", "auto")
+    source = settings.source
+    assert (source.name, source.suite, source.nside) == ("synthetic", "full", 1024)
+    assert (settings.tiling.scheme, settings.tiling.noise_convention) == ("belts", "per_component")
+    assert (settings.tiling.n_iter, settings.tiling.nthreads) == (3, None)
+    assert (settings.training.preset, settings.training.accelerator) == ("full", "auto")
+    assert settings.training.compressor == compressor_preset("full")
+    assert (settings.hub.repo_id, settings.hub.token_env) == (None, "HF_TOKEN")
+    assert (settings.automation.enabled, settings.automation.backfill_cron) == (True, "0 2 * * *")
     assert settings.data_root == tmp_path.resolve()
-    assert len(settings.catalog()) == 791
+    assert len(settings.kappa_source().catalog) == 791
     assert isinstance(settings.kappa_source(), SyntheticSource)
+
+
+def test_every_variable_reaches_its_setting(tmp_path: Path) -> None:
+    """Each LENSING_* variable sets the field the code reads."""
+    settings = PlatformSettings.from_env(
+        {
+            "LENSING_DATA_ROOT": str(tmp_path),
+            "LENSING_SUITE": "demo",
+            "LENSING_NSIDE": "256",
+            "LENSING_TILE_SCHEME": "legacy",
+            "LENSING_NOISE_CONVENTION": "legacy",
+            "LENSING_NTHREADS": "3",
+            "LENSING_TRAINING_PRESET": "cpu_demo",
+            "LENSING_ACCELERATOR": "cpu",
+            "LENSING_HF_REPO_ID": "me/kappa",
+            "LENSING_AUTOMATION": "off",
+            "LENSING_BACKFILL_CRON": "0 4 * * 0",
+        }
+    )
+    assert (settings.source.suite, settings.source.nside) == ("demo", 256)
+    assert settings.tiling == TilingOptions(scheme="legacy", noise_convention="legacy", nthreads=3)
+    assert settings.training == TrainingSettings.from_preset("cpu_demo", accelerator="cpu")
+    assert settings.training.device() == "cpu"
+    assert settings.hub.repo_id == "me/kappa"
+    assert settings.automation == AutomationSettings(enabled=False, backfill_cron="0 4 * * 0")
+    assert settings.kappa_source().nside == 256
 
 
 def test_demo_suite_and_explicit_ids() -> None:
     """LENSING_SUITE selects sims of the source's catalog."""
-    assert 109 in PlatformSettings.from_env({"LENSING_SUITE": "demo"}).catalog()
-    assert PlatformSettings.from_env({"LENSING_SUITE": "3-5,900"}).catalog().sim_ids == [
+    assert 109 in PlatformSettings.from_env({"LENSING_SUITE": "demo"}).kappa_source().catalog
+    suite = PlatformSettings.from_env({"LENSING_SUITE": "3-5,900"})
+    assert suite.kappa_source().catalog.sim_ids == [
         3,
         4,
         5,
@@ -52,6 +86,8 @@ def test_demo_suite_and_explicit_ids() -> None:
         ({"LENSING_SUITE": "1-x"}, "suite '1-x'"),
         ({"LENSING_TRAINING_PRESET": "huge"}, "LENSING_TRAINING_PRESET='huge' is not one of"),
         ({"LENSING_ACCELERATOR": "tpu"}, "LENSING_ACCELERATOR='tpu' is not one of"),
+        ({"LENSING_NTHREADS": "0"}, "LENSING_NTHREADS='0' must be at least 1"),
+        ({"LENSING_AUTOMATION": "maybe"}, "LENSING_AUTOMATION='maybe' is not one of"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], match: str) -> None:
@@ -71,7 +107,7 @@ def test_gower_street_source_from_table(tmp_path: Path) -> None:
             "LENSING_CATALOG_CSV": str(table),
         }
     )
-    catalog = settings.catalog()
+    catalog = settings.kappa_source().catalog
     assert catalog.sim_ids == [7, 109]
     assert catalog[109]["S8"] == pytest.approx(0.8046637795 * math.sqrt(0.3006605338 / 0.3))
     source = settings.kappa_source()
@@ -89,7 +125,7 @@ def test_gower_street_source_from_table(tmp_path: Path) -> None:
                 "LENSING_CATALOG_CSV": str(table),
                 "LENSING_SUITE": "7-8",
             }
-        ).catalog()
+        ).kappa_source()
 
 
 def test_kappa_npz_discovers_sims_and_has_nan_params_without_table(tmp_path: Path) -> None:
@@ -101,7 +137,7 @@ def test_kappa_npz_discovers_sims_and_has_nan_params_without_table(tmp_path: Pat
     settings = PlatformSettings.from_env(
         {"LENSING_SOURCE": "kappa_npz", "LENSING_KAPPA_DIR": str(tmp_path)}
     )
-    catalog = settings.catalog()
+    catalog = settings.kappa_source().catalog
     assert catalog.sim_ids == [3, 12]
     assert math.isnan(catalog[3]["Omega_m"])
     assert isinstance(settings.kappa_source(), KappaNpzSource)

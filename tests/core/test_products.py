@@ -13,7 +13,7 @@ from lensing_core.sims.catalog import synthetic_catalog
 from lensing_core.sims.sources import SyntheticSource
 from lensing_core.sky.harmonics import n_alm
 from lensing_core.sky.noise import NOISE_LEVELS
-from lensing_core.sky.tiles import analysis_lmax, extract_tiles
+from lensing_core.sky.tiles import TilingOptions, analysis_lmax, extract_tiles
 from lensing_core.storage import DataRoot
 
 NSIDE = 128
@@ -28,7 +28,8 @@ def source() -> SyntheticSource:
 def test_kappa_file_holds_maps_and_their_analysis(tmp_path: Path, source: SyntheticSource) -> None:
     """make_kappa writes the maps and one analysis at the canonical lmax, with metadata."""
     root = DataRoot(tmp_path)
-    path, meta = make_kappa(root, source, 109)
+    result = make_kappa(root, source, 109)
+    path, meta = result.path, result.record
     assert path == root.kappa_path(109)
     assert meta["alm"] == {"lmax": analysis_lmax(NSIDE), "n_iter": 3, "dtype": "float32"}
     assert meta["params"]["Omega_m"] == pytest.approx(0.3006605338)
@@ -72,7 +73,7 @@ def test_tiles_without_or_with_stale_analysis_recompute(
     again, _ = root.read_tiles(108, 200, NOISE_LEVELS)
     for level in NOISE_LEVELS:
         assert again[level].tobytes() == reference[level].tobytes()
-    make_tiles(root, 108, 200, n_iter=0)  # other settings: the stored alm is not used
+    make_tiles(root, 108, 200, TilingOptions(n_iter=0))  # other settings: stored alm unused
     other, _ = root.read_tiles(108, 200, NOISE_LEVELS)
     assert not np.array_equal(other["noiseless"], reference["noiseless"])
 

@@ -11,6 +11,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from lensing_core.plotting import figure_to_png_bytes, spectra_figure
+from lensing_core.sims.catalog import synthetic_catalog
+from lensing_core.sims.sources import KappaNpzSource, SyntheticSource
 from lensing_core.sims.synthetic import synthetic_kappa
 from lensing_core.sky.harmonics import n_alm, synthesize_rings
 from lensing_core.storage import DataRoot
@@ -26,7 +28,6 @@ from lensing_core.validation import (
     read_kappa_for_checks,
     std_increases_with_bin,
     std_per_bin,
-    theory_nz,
     validate_kappa_maps,
 )
 from tests.fixtures.maps import FIDUCIAL_TEST_PARAMS
@@ -193,19 +194,18 @@ def test_judge_spectra_rule(good: KappaValidation) -> None:
 
 
 def test_theory_nz_prefers_the_source_nz(nz: tuple) -> None:
-    """A source with its own n(z) (attribute or method) gets it; others get the stand-in."""
+    """A source with its own n(z) gets it; the others get the DES-Y3-like stand-in."""
     own = (np.array([0.0, 1.0]), np.ones((4, 2)))
 
-    class WithNz:
-        nz = own
-
-    class WithNzMethod:
+    class WithNz(SyntheticSource):
         def nz(self) -> tuple:
             return own
 
-    assert theory_nz(WithNz()) is own
-    assert theory_nz(WithNzMethod()) is own
-    _z, n = theory_nz(object())
+    catalog = synthetic_catalog(110)
+    assert WithNz(catalog).nz() is own
+    _z, n = SyntheticSource(catalog).nz()
+    np.testing.assert_array_equal(n, nz[1])
+    _z, n = KappaNpzSource(Path("."), catalog).nz()
     np.testing.assert_array_equal(n, nz[1])
 
 

@@ -12,7 +12,7 @@ from lensing_core.config import PlatformSettings
 from lensing_core.io import FileHashCache
 from lensing_core.products import make_kappa
 from lensing_core.sims.catalog import FIDUCIAL_PARAMS, SimCatalog, synthetic_catalog
-from lensing_core.sims.inputs import discover_sim_ids, input_files, input_version
+from lensing_core.sims.inputs import input_version
 from lensing_core.sims.sources import GowerStreetSource, KappaNpzSource, SyntheticSource
 from lensing_core.storage import DataRoot
 from tests.fixtures.gower import write_gower_sim
@@ -52,7 +52,7 @@ def test_synthetic_version_follows_recipe_and_parameters() -> None:
     params["sigma_8"] += 0.01
     changed = SimCatalog({109: params}, name="other")
     assert input_version(SyntheticSource(changed, nside=64), 109) != v109
-    assert input_files(source, 109) == []
+    assert source.input_files(109) == []
 
 
 def test_kappa_npz_version_is_the_file_content(tmp_path: Path) -> None:
@@ -106,10 +106,10 @@ def test_gower_street_version_and_discovery(tmp_path: Path) -> None:
             "LENSING_CATALOG_CSV": str(table),
         }
     )
-    assert discover_sim_ids(settings) == [7, 109]  # 8 has a row but no directory
+    assert settings.kappa_source().discover() == [7, 109]  # 8 has a row, no directory
     source = settings.kappa_source()
     assert isinstance(source, GowerStreetSource)
-    files = input_files(source, 109)
+    files = source.input_files(109)
     assert {p.name for p in files} >= {"control.par", "z_values.txt"}
     assert any(p.name.endswith(".lightcone.npy") for p in files)
     before = input_version(source, 109)
@@ -123,13 +123,13 @@ def test_gower_street_version_and_discovery(tmp_path: Path) -> None:
     table.write_text(TABLE_HEAD + _row(7, params, 0.9) + _row(109, params) + _row(8, params))
     assert input_version(settings.kappa_source(), 7) != v7
     write_gower_sim(sims_dir / "sim00008", params)
-    assert discover_sim_ids(settings) == [7, 8, 109]
+    assert settings.kappa_source().discover() == [7, 8, 109]
 
 
 def test_kappa_file_records_the_input_version(tmp_path: Path) -> None:
     source = SyntheticSource(synthetic_catalog(110), nside=32)
     root = DataRoot(tmp_path)
-    _, meta = make_kappa(root, source, 109)
+    meta = make_kappa(root, source, 109).record
     assert meta["input_version"] == input_version(source, 109)
     _, stored = root.read_kappa(109)
     assert stored["input_version"] == meta["input_version"]
