@@ -1,4 +1,4 @@
-# `make demo` and `make test` create .venv with everything the project needs when it is
+# `make lint`, `make test` and `make demo` create .venv with everything the project needs when it is
 # missing (or when pyproject.toml changed), then run. pip's cache is kept between installs.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -24,5 +24,10 @@ demo: install
 bench: install
 	. ./env.sh && python bench/bench_tiles.py
 
+# ruff (style and mistakes), formatting, mypy over both packages (pyproject's [tool.mypy]),
+# and the import contracts between the layers ([tool.importlinter]).
 lint: install
-	. ./env.sh && ruff check lensing_core lensing_assets tests bench
+	. ./env.sh && ruff check lensing_core lensing_assets tests bench \
+	  && ruff format --check lensing_core lensing_assets tests bench \
+	  && mypy \
+	  && lint-imports

@@ -15,6 +15,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -56,7 +57,8 @@ def _run(
     key = partition_key or "-"
     _say(f"  {job_name:14s} {key:>12s}  {status}  {time.perf_counter() - start:6.1f} s")
     for failure in result.get_step_failure_events():
-        _say(f"    {failure.step_failure_data.error.message.strip()}")
+        error = failure.step_failure_data.error
+        _say(f"    {error.message.strip() if error else 'failed (no error recorded)'}")
     return result.success
 
 
@@ -92,25 +94,35 @@ def _report(root: DataRoot, key: str) -> bool:
     return all(checks.values())
 
 
+def _latest_metadata(
+    instance: dg.DagsterInstance, asset: str, partition: str | None = None
+) -> dict[str, Any]:
+    """The metadata values of the latest materialization of *asset* (of *partition*)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None
+        ),
+        limit=1,
+    ).records
+    event = records[0].asset_materialization if records else None
+    return {name: value.value for name, value in event.metadata.items()} if event else {}
+
+
 def _print_example(instance: dg.DagsterInstance) -> None:
     """Show what the tiles of the fiducial sim look like, from the instance's metadata."""
     done = set(instance.get_materialized_partitions(dg.AssetKey("tiles")))
     key = next((k for k in ("109|600", "109|200") if k in done), None)
     if key is None:
         return
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("tiles"), asset_partitions=[key]), limit=1
-    ).records
-    meta = records[0].asset_materialization.metadata
-    _say(f"tiles[{key}]: {_shown(meta['path'].value)}")
+    meta = _latest_metadata(instance, "tiles", key)
+    _say(f"tiles[{key}]: {_shown(meta['path'])}")
     for name in ("scheme", "sky_coverage", "max_pairwise_overlap"):
-        _say(f"  {name}: {meta[name].value}")
-    for level, std in meta["std_per_bin"].value.items():
+        _say(f"  {name}: {meta[name]}")
+    for level, std in meta["std_per_bin"].items():
         _say(f"  std per bin, {level}: {std}")
-    records = instance.fetch_materializations(dg.AssetKey("hf_dataset"), limit=1).records
-    if records:
-        revision = records[0].asset_materialization.metadata
-        _say(f"hf_dataset revision {revision['revision_id'].value}: {revision['configs'].value}")
+    revision = _latest_metadata(instance, "hf_dataset")
+    if revision:
+        _say(f"hf_dataset revision {revision['revision_id']}: {revision['configs']}")
     _say("Browse the graph and its metadata: . ./env.sh && dagster dev")
 
 

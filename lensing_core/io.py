@@ -136,7 +136,7 @@ def write_npz(
     final: Path, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any], *, tmp_root: Path
 ) -> Path:
     """Write *arrays* plus ``metadata`` (JSON text) to *final* atomically, uncompressed."""
-    record = {**arrays, "metadata": np.array(json.dumps(metadata, sort_keys=True))}
+    record: dict[str, Any] = {**arrays, "metadata": np.array(json.dumps(metadata, sort_keys=True))}
     with atomic_open(final, "wb", tmp_root=tmp_root) as handle:
         np.savez(handle, **record)
     return Path(final)

@@ -146,7 +146,7 @@ def automation_defs(
         minimum_interval_seconds=30,
         description="Evaluates the automation conditions of every asset (see defs/conditions.py).",
     )
-    fills = [
+    fills: list[tuple[str, str, Callable[[dg.DagsterInstance], Sequence[str | None]]]] = [
         ("fill_missing_kappa_maps", "kappa_job", missing_kappa),
         ("fill_missing_tiles", "tiles_job", missing_tiles),
         ("fill_missing_tile_shards", "shards_job", missing_shards),

@@ -37,7 +37,7 @@ def _dims(
         if isinstance(partition_key, dg.MultiPartitionKey)
         else partitions_def.get_partition_key_from_str(partition_key)
     )
-    return key.keys_by_dimension
+    return dict(key.keys_by_dimension)
 
 
 def sim_lmax_of(partition_key: dg.MultiPartitionKey | str) -> tuple[int, int]:

@@ -383,7 +383,7 @@ def write_hf_revision(
         for name, item in configs.items()
     }
     reports = {name: reports[name] for name in CONFIG_NAMES if name in reports}
-    card_args = {
+    card_args: dict[str, Any] = {
         "scheme": scheme,
         "noise_convention": noise_convention,
         "pretty_name": pretty_name,

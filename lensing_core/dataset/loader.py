@@ -340,7 +340,7 @@ class TileDataset(Dataset):
                 torch.from_numpy(self.table.tiles[row].copy()),
                 torch.from_numpy(self.table.theta[row].copy()),
             )
-        return self.__getitems__(index)
+        return self.__getitems__(np.asarray(index))
 
     def __getitems__(self, indices: Sequence[int] | npt.NDArray[np.integer]) -> TileBatch:
         """One batch of the dataset positions *indices*, one gather per array."""
@@ -586,6 +586,7 @@ def _write_cache(
 
         pieces = ((path, _read_parquet(path, None)) for path in paths)
         tiles, others = _collect(pieces, n_rows, tile_shape, params, alloc)
+        assert isinstance(tiles, np.memmap)  # from alloc: one chunk is never returned as a view
         tiles.flush()
         values = pa.Array.from_buffers(pa.float32(), tiles.size, [None, pa.py_buffer(tiles)])
         batch = pa.RecordBatch.from_arrays(

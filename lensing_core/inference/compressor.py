@@ -31,7 +31,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L  # noqa: N812 (Lightning's own convention)
 import numpy as np
@@ -75,7 +75,7 @@ def build_backbone(cfg: CompressorConfig, in_chans: int = 4) -> nn.Sequential:
     except RuntimeError as err:  # timm's "Unknown model (...)"
         raise ValueError(f"cannot build timm backbone {cfg.backbone!r}: {err}") from None
     head = nn.Sequential(
-        nn.Linear(backbone.num_features, cfg.head_hidden),
+        nn.Linear(cast("int", backbone.num_features), cfg.head_hidden),  # timm's width
         nn.GELU(),
         nn.Linear(cfg.head_hidden, cfg.n_summaries),
     )
@@ -163,6 +163,12 @@ class CompressorModule(L.LightningModule):
     normalisation parameters.
     """
 
+    # buffers, registered in __init__
+    tile_mean: torch.Tensor
+    tile_std: torch.Tensor
+    theta_mean: torch.Tensor
+    theta_std: torch.Tensor
+
     def __init__(
         self,
         config: CompressorConfig | Mapping[str, Any],
@@ -223,7 +229,9 @@ class CompressorModule(L.LightningModule):
         """MSE on augmented tiles and noisy standardised targets."""
         loss = self._step(batch, train=True)
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        optimizer = self.optimizers()
+        assert not isinstance(optimizer, list)  # configure_optimizers returns one
+        self.log("lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:

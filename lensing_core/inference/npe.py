@@ -89,6 +89,12 @@ class GaussianNPE(nn.Module):
     ``summary_scale`` (set by :func:`fit_npe` from training summaries, saved with the weights).
     """
 
+    # buffers, registered in __init__
+    summary_shift: torch.Tensor
+    summary_scale: torch.Tensor
+    _off_rows: torch.Tensor
+    _off_cols: torch.Tensor
+
     def __init__(
         self,
         n_summaries: int = 2,

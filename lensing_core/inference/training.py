@@ -181,7 +181,8 @@ class _TrainClock(Callback):
     """Wall time and tiles of the training batches (validation excluded)."""
 
     def __init__(self) -> None:
-        self.seconds, self.tiles, self._mark = 0.0, 0, None
+        self.seconds, self.tiles = 0.0, 0
+        self._mark: float | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._mark = time.perf_counter()
@@ -446,7 +447,7 @@ def fit_compressor(
         cfg, stats, in_chans=table.tile_shape[0], steps_per_epoch=steps_per_epoch
     )
     cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    loader_kwargs = {"num_workers": cfg.num_workers, "pin_memory": cuda}
+    loader_kwargs: dict[str, Any] = {"num_workers": cfg.num_workers, "pin_memory": cuda}
     if cfg.num_workers:
         loader_kwargs["persistent_workers"] = True
     train_loader = tile_dataloader(
@@ -479,7 +480,7 @@ def fit_compressor(
         trainer = L.Trainer(
             accelerator=accelerator,
             devices=1,
-            precision=precision,
+            precision=precision,  # type: ignore[arg-type]  # one of PRECISIONS, checked
             max_epochs=cfg.max_epochs,
             max_steps=-1 if max_steps is None else max_steps,
             deterministic="warn" if cfg.deterministic else None,

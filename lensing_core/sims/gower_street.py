@@ -40,7 +40,7 @@ import operator
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import glass
 import healpy as hp
@@ -241,7 +241,7 @@ _BINARY_OPS: dict[type[ast.operator], Callable[[object, object], object]] = {
     ast.Pow: operator.pow,
     ast.Mod: operator.mod,
 }
-_UNARY_OPS: dict[type[ast.unaryop], Callable[[object], object]] = {
+_UNARY_OPS: dict[type[ast.unaryop], Callable[[Any], object]] = {
     ast.UAdd: operator.pos,
     ast.USub: operator.neg,
 }

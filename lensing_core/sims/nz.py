@@ -61,7 +61,7 @@ def read_nz_source_fits(path: str | Path) -> tuple[FloatArray, FloatArray]:
     except OSError as err:
         msg = f"n(z) file {path} is not a readable FITS file ({err})"
         raise ValueError(msg) from None
-    norms = np.trapezoid(n, z, axis=1)
+    norms = np.asarray(np.trapezoid(n, z, axis=1))
     if not np.all(np.isfinite(n)) or np.any(norms <= 0):
         empty = np.flatnonzero(~(norms > 0)).tolist()
         msg = f"n(z) file {path}: non-finite n(z), or empty bins {empty}"

@@ -132,7 +132,7 @@ def des_y3_like_nz(z: FloatArray | None = None) -> tuple[FloatArray, FloatArray]
         sigma = math.sqrt(2.0) * _PHOTO_Z_SCATTER * (1.0 + zt)
         lo, hi = _PHOTO_Z_EDGES[i], _PHOTO_Z_EDGES[i + 1]
         n[i] = parent * 0.5 * (erf((hi - zt) / sigma) - erf((lo - zt) / sigma))
-    norm = np.trapezoid(n, z, axis=1)
+    norm = np.asarray(np.trapezoid(n, z, axis=1))
     if np.any(norm <= 0):
         msg = f"the redshift grid [{z[0]}, {z[-1]}] misses a source bin (integrals {norm})"
         raise ValueError(msg)
@@ -403,5 +403,5 @@ def hilbert2011_shift(nz: tuple[FloatArray, FloatArray]) -> FloatArray:
     does not depend on cosmology.
     """
     z, n = _check_nz(nz)
-    mean_z = np.trapezoid(n * z, z, axis=1) / np.trapezoid(n, z, axis=1)
+    mean_z = np.asarray(np.trapezoid(n * z, z, axis=1) / np.trapezoid(n, z, axis=1), dtype=float)
     return mean_z * (8e-3 + mean_z * (2.9e-2 + mean_z * (-7.9e-3 + mean_z * 6.5e-4)))
