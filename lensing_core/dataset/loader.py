@@ -24,29 +24,6 @@ tiles of 4 x 256 x 256, 8 shards of 256 MiB, 2 cores): parquet open 230-300 tile
 of 64 then run at 5000-7900 tiles/s (5-8 GiB/s) from either, against 110-135 tiles/s for
 ``datasets`` row access ``ds[i]["kappa"]``. Parquet decoding is thus about the rate one GPU
 consumes tiles: decode once per process, or once per machine with the cache, never per epoch.
-
-Constants
----------
-KAPPA_COLUMN, ID_COLUMNS
-    Column names read by default.
-
-Classes
--------
-TileTable
-    The tiles, the parameters ``theta`` and the id columns of one configuration.
-TileBatch
-    A ``(tiles, theta)`` named tuple, kept as is by torch's DataLoader.
-TileDataset
-    ``torch.utils.data.Dataset`` over (a subset of) a table with batched indexing.
-
-Functions
----------
-load_tiles
-    Open the shards of one configuration (a directory or a list of files).
-iter_batches
-    ``(tiles, theta)`` batches in order or shuffled with a given generator.
-tile_dataloader
-    A DataLoader that fetches whole batches from a :class:`TileDataset`.
 """
 
 from __future__ import annotations
@@ -449,57 +426,6 @@ def _read_parquet(path: Path, columns: Sequence[str] | None) -> pa.Table:
         raise ValueError(f"cannot read tile shard {path}: {err}") from err
 
 
-def _flat_kappa(chunk: pa.Array, path: Path) -> tuple[pa.Array, tuple[int, ...]]:
-    """
-    The float32 leaf values of one chunk of nested ``kappa`` lists and the per-row shape.
-
-    Accepts ``list``, ``large_list`` and ``fixed_size_list`` levels and extension types
-    (``datasets.Array3D``) around them. The leaf array covers exactly this chunk's rows, so
-    that it holds ``len(chunk) * prod(shape)`` floats back to back.
-    """
-    shape: list[int] = []
-    arr = chunk
-    while True:
-        if isinstance(arr, pa.ExtensionArray):
-            arr = arr.storage
-            continue
-        kind = arr.type
-        if not (
-            pa.types.is_list(kind)
-            or pa.types.is_large_list(kind)
-            or pa.types.is_fixed_size_list(kind)
-        ):
-            break
-        level = len(shape)
-        if arr.null_count:
-            raise ValueError(f"tile shard {path}: kappa has null lists at nesting level {level}")
-        if pa.types.is_fixed_size_list(kind):
-            size = kind.list_size
-            # .values ignores the slice offset of the parent; .flatten() would too for nulls
-            arr = arr.values.slice(arr.offset * size, len(arr) * size)
-        else:
-            offsets = arr.offsets.to_numpy()
-            lengths = np.diff(offsets)
-            size = int(lengths[0])
-            if not np.all(lengths == size):
-                raise ValueError(
-                    f"tile shard {path}: kappa lists at nesting level {level} have irregular "
-                    f"lengths {np.unique(lengths).tolist()}"
-                )
-            arr = arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-        shape.append(size)
-    if arr.type != pa.float32():
-        raise TypeError(f"tile shard {path}: kappa values must be float32, got {arr.type}")
-    if arr.null_count:
-        raise ValueError(f"tile shard {path}: kappa has {arr.null_count} null values")
-    if len(shape) != 3 or shape[1] != shape[2]:
-        raise ValueError(
-            f"tile shard {path}: kappa rows must be (n_bins, n_pix, n_pix) arrays, got shape "
-            f"{tuple(shape)}"
-        )
-    return arr, tuple(shape)
-
-
 def _collect(
     pieces: Iterator[tuple[Path, pa.Table]],
     n_rows: int,
@@ -524,7 +450,7 @@ def _collect(
                 continue
             if pos + len(chunk) > n_rows:
                 raise ValueError(f"tile shard {path}: more rows than its metadata says")
-            leaf, shape = _flat_kappa(chunk, path)
+            leaf, shape = schema.kappa_leaves(chunk, what=f"tile shard {path}")
             if tile_shape is None:
                 tile_shape = shape
             elif shape != tuple(tile_shape):

@@ -1,41 +1,10 @@
 """Parquet shards of one configuration (lmax, noise level), written atomically.
 
-Layout (SPEC section 10)::
-
-    hf_dataset/data/lmax_{L}_{noise}/train-00000-of-0000N.parquet ...
-    hf_dataset/data/lmax_{L}_{noise}/shards.json      manifest: rows, shards, sims, hash
-
-Constants
----------
-DEFAULT_MAX_SHARD_BYTES
-    Upper bound of one shard file (256 MiB).
-PARQUET_WRITE_OPTIONS
-    The fixed ``pyarrow.parquet.ParquetWriter`` settings (part of what makes re-runs
-    byte-identical).
-
-Classes
--------
-ShardFile
-    One written shard: path, rows, bytes, sha256 of the file.
-SkippedSim
-    A sim left out of a configuration, with the file and the reason.
-ShardReport
-    What :func:`write_config_shards` wrote (also the manifest's content).
-
-Functions
----------
-hf_dataset_dir, config_dir
-    ``{root}/hf_dataset`` and ``{root}/hf_dataset/data/lmax_{L}_{noise}``.
-write_config_shards
-    Tile files of many sims -> the shard set of one configuration, swapped into place.
-read_shard_manifest
-    The :class:`ShardReport` of a shard set on disk, checked against its files.
-iter_shard_tables
-    Row groups of shard files, in order, as Arrow tables.
-hash_shards
-    Recompute the content hash of shard files from their rows.
-read_kappa
-    The ``kappa`` column of an Arrow table as a ``(rows, 4, n, n)`` float32 array.
+A configuration's shard set is ``train-0000i-of-0000N.parquet`` files of bounded size and a
+``shards.json`` manifest (rows, shards, sims included and skipped, content hash) in one
+directory (:class:`lensing_core.storage.ShardSet`). It is built in a staging directory and
+swapped into place in one step, so a reader sees the old set or the new one, never a part.
+Identical tiles give identical shard bytes and the same content hash.
 """
 
 from __future__ import annotations
@@ -64,6 +33,7 @@ from lensing_core.dataset.schema import (
     arrow_schema,
     config_name,
     new_row_hash,
+    read_kappa,
     tile_shape,
     update_row_hash,
 )
@@ -477,25 +447,6 @@ def read_shard_manifest(out_dir: Path) -> ShardReport:
     return report
 
 
-def read_kappa(column: pa.Array | pa.ChunkedArray, shape: Sequence[int]) -> FloatArray:
-    """
-    The ``kappa`` column as a ``(rows, *shape)`` float32 array.
-
-    Works for the ``Array3D`` extension type and for its nested-list storage (a reader without
-    ``datasets``); copies only when the column has several chunks.
-    """
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    parts = []
-    for chunk in chunks:
-        values = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
-        for _ in range(len(shape)):
-            values = values.flatten()
-        parts.append(values.to_numpy(zero_copy_only=True).reshape(-1, *shape))
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(parts) if parts else np.empty((0, *shape), dtype=np.float32)
-
-
 def iter_shard_tables(
     paths: Iterable[Path], columns: list[str] | None = None
 ) -> Iterator[pa.Table]:
@@ -525,7 +476,10 @@ def hash_shards(paths: Iterable[Path], lmax: int, noise_level: str) -> str:
         if levels - {noise_level}:
             msg = f"rows of noise level {sorted(levels)} in shards of {noise_level!r}"
             raise ValueError(msg)
-        kappa = read_kappa(table.column("kappa"), shape)
+        kappa = read_kappa(table.column("kappa"), what=f"shards of {lmax}|{noise_level}")
+        if kappa.shape[1:] != shape:
+            msg = f"shards of {lmax}|{noise_level}: tiles of shape {kappa.shape[1:]}, not {shape}"
+            raise ValueError(msg)
         ids = np.stack([table.column(c).to_numpy() for c in ID_COLUMNS], axis=1)
         params = np.stack([table.column(c).to_numpy() for c in PARAM_COLUMNS], axis=1)
         update_row_hash(digest, kappa, ids, noise_level, params)

@@ -1,39 +1,8 @@
-"""What one row of the training dataset is: names, columns, types (SPEC section 5).
+"""What one row of the training dataset is: names, columns, types, and the kappa encoding.
 
 One configuration per (lmax, noise level), named ``lmax_{lmax}_{noise}``; one row per tile.
-
-Constants
----------
-CONFIG_NAMES
-    The 15 configuration names, lmax ascending, noise levels in :data:`NOISE_LEVELS` order.
-COLUMNS, ID_COLUMNS
-    Column names in schema order; the integer id columns.
-COLUMN_DTYPES
-    Value type of every column.
-PARAM_COLUMNS
-    The cosmological parameters carried by every row (float64), from the sim catalog.
-COLUMN_DESCRIPTIONS
-    One line per column, for the dataset card.
-DATA_DIR_NAME, SHARD_GLOB, MANIFEST_NAME
-    Layout of one configuration: ``data/{config}/train-*.parquet`` plus a manifest.
-CONTENT_HASH_VERSION
-    Tag of the canonical row encoding hashed by :func:`update_row_hash`.
-
-Functions
----------
-config_name, parse_config_name
-    ``(lmax, noise_level)`` <-> ``"lmax_{lmax}_{noise}"``, both checked.
-tile_shape
-    ``(4, n, n)``: the shape of ``kappa`` in a row at a band limit.
-features
-    The ``datasets.Features`` of a configuration (``kappa`` is an ``Array3D``).
-arrow_schema
-    The Arrow schema written to the parquet shards (from :func:`features`).
-shard_file_name
-    ``train-00000-of-00003.parquet``.
-new_row_hash, update_row_hash
-    The content hash of a configuration: a sha256 primed with the schema, fed the canonical
-    bytes of the rows in order.
+The content hash of a configuration is a sha256 primed with the schema and fed the canonical
+bytes of the rows in order (:data:`CONTENT_HASH_VERSION` tags that encoding).
 
 Notes
 -----
@@ -245,3 +214,91 @@ def update_row_hash(
         h.update(level_bytes)
         h.update(params_le[row].tobytes())
         h.update(memoryview(kappa_le[row]).cast("B"))
+
+
+def kappa_leaves(chunk: pa.Array, *, what: str) -> tuple[pa.Array, tuple[int, ...]]:
+    """
+    The float32 leaf values of one chunk of nested ``kappa`` lists and the per-row shape.
+
+    Accepts ``list``, ``large_list`` and ``fixed_size_list`` levels and extension types
+    (``datasets.Array3D``) around them. The leaf array covers exactly this chunk's rows, so
+    that it holds ``len(chunk) * prod(shape)`` floats back to back.
+
+    Parameters
+    ----------
+    chunk
+        One chunk of a ``kappa`` column.
+    what
+        How to name the data in errors, e.g. ``"tile shard train-00000-of-00001.parquet"``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Null lists or values, lists of irregular lengths, values that are not float32, or
+        rows that are not ``(n_bins, n_pix, n_pix)``.
+    """
+    shape: list[int] = []
+    arr = chunk
+    while True:
+        if isinstance(arr, pa.ExtensionArray):
+            arr = arr.storage
+            continue
+        kind = arr.type
+        if not (
+            pa.types.is_list(kind)
+            or pa.types.is_large_list(kind)
+            or pa.types.is_fixed_size_list(kind)
+        ):
+            break
+        level = len(shape)
+        if arr.null_count:
+            raise ValueError(f"{what}: kappa has null lists at nesting level {level}")
+        if pa.types.is_fixed_size_list(kind):
+            size = kind.list_size
+            # .values ignores the slice offset of the parent; .flatten() would too for nulls
+            arr = arr.values.slice(arr.offset * size, len(arr) * size)
+        else:
+            offsets = arr.offsets.to_numpy()
+            lengths = np.diff(offsets)
+            size = int(lengths[0])
+            if not np.all(lengths == size):
+                raise ValueError(
+                    f"{what}: kappa lists at nesting level {level} have irregular "
+                    f"lengths {np.unique(lengths).tolist()}"
+                )
+            arr = arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+        shape.append(size)
+    if arr.type != pa.float32():
+        raise TypeError(f"{what}: kappa values must be float32, got {arr.type}")
+    if arr.null_count:
+        raise ValueError(f"{what}: kappa has {arr.null_count} null values")
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ValueError(
+            f"{what}: kappa rows must be (n_bins, n_pix, n_pix) arrays, got shape {tuple(shape)}"
+        )
+    return arr, tuple(shape)
+
+
+def read_kappa(column: pa.Array | pa.ChunkedArray, *, what: str = "kappa column") -> FloatArray:
+    """
+    The ``kappa`` column as a ``(rows, n_bins, n_pix, n_pix)`` float32 array.
+
+    Works for the ``Array3D`` extension type and for its nested-list storage (a reader without
+    ``datasets``, the loader's cache); copies only when the column has several chunks.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`kappa_leaves`, or chunks of different tile shapes.
+    """
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts: list[FloatArray] = []
+    for chunk in chunks:
+        leaf, shape = kappa_leaves(chunk, what=what)
+        if parts and parts[0].shape[1:] != shape:
+            msg = f"{what}: tiles of shapes {parts[0].shape[1:]} and {shape}"
+            raise ValueError(msg)
+        parts.append(leaf.to_numpy(zero_copy_only=True).reshape(len(chunk), *shape))
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.empty((0, 0, 0, 0), dtype=np.float32)

@@ -17,11 +17,10 @@ from lensing_core.dataset import parquet as shards_mod
 from lensing_core.dataset.parquet import (
     ShardReport,
     hash_shards,
-    read_kappa,
     read_shard_manifest,
     write_config_shards,
 )
-from lensing_core.dataset.schema import PARAM_COLUMNS, arrow_schema
+from lensing_core.dataset.schema import PARAM_COLUMNS, arrow_schema, read_kappa
 from lensing_core.sims.catalog import SimCatalog
 from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.storage import DataRoot, ShardSet
@@ -65,7 +64,7 @@ def test_rows_columns_and_values(data_root: DataRoot, catalog: SimCatalog) -> No
     table = pq.read_table(report.shard_paths)
     assert table.schema.names == arrow_schema(LMAX).names
     assert table.schema.equals(arrow_schema(LMAX), check_metadata=False)
-    kappa = read_kappa(table.column("kappa"), (4, N_PIX, N_PIX))
+    kappa = read_kappa(table.column("kappa"))
     assert kappa.shape == (36, 4, N_PIX, N_PIX)
     assert kappa.dtype == np.float32
     for i, sim_id in enumerate(SIMS):
