@@ -1,25 +1,16 @@
 """Angular unit constants and conversions.
 
-Constants
----------
-ARCMIN_PER_RAD
-    Arcminutes in one radian.
-ARCMIN2_PER_SR
-    Square arcminutes in one steradian.
-
-Functions
----------
-per_arcmin2_to_per_sr
-    Convert a surface density from arcmin^-2 to sr^-1.
-healpix_pixel_area_sr
-    Area of one HEALPix pixel in steradians.
+Surveys quote source densities per square arcminute, while noise powers and pixel areas are
+in steradians; the names say the unit (``arcmin``, ``arcmin2``, ``rad``, ``sr``).
 """
 
 from __future__ import annotations
 
 import math
 
+#: Arcminutes in one radian.
 ARCMIN_PER_RAD = 180.0 * 60.0 / math.pi
+#: Square arcminutes in one steradian.
 ARCMIN2_PER_SR = ARCMIN_PER_RAD**2
 
 

@@ -1,43 +1,10 @@
 """Validation of a sim's tomographic convergence maps: the numbers behind the asset checks.
 
-Power spectra against theory
-----------------------------
-measured_spectra
-    Auto and cross angular power spectra of the maps.
-default_ell_range
-    The multipole range validated at a given nside (and why).
-band_edges
-    Logarithmic multipole bands.
-compare_to_theory
-    Band powers of the maps against the pyccl theory, with Gaussian cosmic-variance errors.
-SpectraComparison
-    The result: band powers, ratios and their errors for the 10 ``i <= j`` pairs.
-SpectraVerdict, judge_spectra
-    The pass/fail rule on the band ratios.
-
-Map statistics
---------------
-count_nonfinite
-    Number of NaN or infinite pixels.
-mean_over_std
-    Mean of each map in units of its standard deviation.
-std_per_bin
-    Standard deviation of each map.
-std_increases_with_bin
-    Whether the standard deviation grows with the bin index (higher bins lens more).
-
-All checks at once
-------------------
-KappaValidation, validate_kappa_maps
-    Every check's numbers and outcome for one sim, for the ``kappa_maps`` asset checks.
-CheckOutcome
-    Pass/fail, a one-line summary and JSON-ready numbers of one check.
-theory_nz
-    The n(z) to compare a source's maps with.
-read_kappa_for_checks
-    The maps and metadata of one sim, *without* refusing non-finite pixels.
-spectra_plot_path, write_spectra_plot
-    Where the spectra figure of a sim goes under the data root; write it atomically.
+Each check of the ``kappa_maps`` asset is computed here, for one sim's maps (HEALPix RING,
+one map per tomographic bin): every pixel is finite, each map's mean is near zero, the
+standard deviation grows with the bin index (higher bins lens more), and the auto and cross
+angular power spectra of the ``i <= j`` bin pairs match the pyccl theory in logarithmic
+multipole bands, within a tolerance set by their Gaussian cosmic-variance errors.
 """
 
 from __future__ import annotations

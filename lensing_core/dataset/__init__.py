@@ -1,14 +1,8 @@
 """The training dataset: parquet shards per (lmax, noise level) and a Hugging Face revision.
 
-Modules
--------
-schema
-    Configuration names, column names, the Arrow schema and ``datasets`` features: the one
-    source of truth for what a row is.
-parquet
-    ``write_config_shards``: tile files of one configuration -> bounded, deterministic parquet
-    shards, swapped into place atomically; ``ShardReport`` and the shard manifest.
-hf
-    The dataset card and the local revision in Hugging Face Hub layout, its content-derived
-    revision id, offline loading and the optional push.
+Each configuration is written as bounded, deterministic parquet shards with a manifest, one
+row per tile, swapped into place atomically; :mod:`lensing_core.dataset.schema` is the one
+source of truth for what a row is. A revision adds the dataset card and a content-derived id
+in Hugging Face Hub layout. For training, a configuration's tiles are loaded, split
+deterministically and standardised with statistics of the compressor-train split only.
 """

@@ -1,39 +1,15 @@
 """The local dataset revision in Hugging Face Hub layout, its id, offline loading and the push.
 
-Layout (SPEC sections 5 and 10)::
+Layout::
 
     hf_dataset/README.md                        dataset card: YAML configs + dataset_info
     hf_dataset/revision.json                    revision id and per-configuration content
     hf_dataset/data/lmax_{L}_{noise}/train-*.parquet, shards.json
 
-Constants
----------
-REVISION_FILE
-    ``revision.json``.
-REVISION_ID_VERSION
-    Tag hashed into every revision id.
-
-Classes
--------
-RevisionInfo
-    What :func:`write_hf_revision` wrote.
-PushResult
-    Whether :func:`push_revision` pushed, and where.
-
-Functions
----------
-discover_configs
-    The configurations with a shard set under a revision directory.
-revision_id
-    The content-derived id of a revision.
-build_dataset_card
-    The card text: YAML front matter (configs, features) and a description.
-write_hf_revision
-    Write the card and ``revision.json`` for shard sets already in place.
-load_local_config
-    ``datasets.load_dataset(path, config, split="train")`` with the Hub switched off.
-push_revision
-    Upload a revision with ``huggingface_hub`` when a repo id and a token are given.
+The card and ``revision.json`` are written for shard sets already in place. The revision id is
+derived from the content (the rows' hashes and the card), so the same rows and card give the
+same id whatever the parquet bytes or the time. Loading works offline, with the Hub switched
+off; the push is optional and needs a repository id and a token.
 """
 
 from __future__ import annotations
@@ -72,6 +48,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Tag hashed into every revision id.
 REVISION_ID_VERSION = "lensing-hf-revision/v1"
 DEFAULT_PRETTY_NAME = "Weak-lensing convergence tiles for field-level inference"
 

@@ -5,22 +5,6 @@ parameters per column, ``(theta - theta_mean) / theta_std``. The statistics are 
 the rows given (the compressor-train split), so nothing about the validation, test or fiducial
 tiles leaks into the compressor. The same numbers are stored in ``norm_stats.json`` and in the
 compressor checkpoint.
-
-Classes
--------
-NormStats
-    Per-bin tile mean/std and per-parameter theta mean/std.
-
-Functions
----------
-compute_norm_stats
-    Streaming statistics over given rows (one chunk of tiles in memory at a time).
-save_norm_stats, load_norm_stats
-    JSON round trip (atomic write; checked read).
-normalize_tiles, normalize_theta, denormalize_theta
-    Apply the statistics to numpy arrays or torch tensors.
-theta_std_product
-    ``prod(theta_std)``, the factor between FoMs of standardised and physical parameters.
 """
 
 from __future__ import annotations

@@ -2,31 +2,10 @@
 
 Every tile of the fiducial simulation is removed first and kept apart (the FoM is measured on
 it); the remaining tiles are permuted with ``np.random.default_rng(seed)`` and cut into
-70% compressor train, 25% NPE train (also the compressor's validation set) and 5% test
-(SPEC section 6). The indices are table rows, so a split belongs to one row order: the
-shard writer's ``(sim_id, orientation_id, tile_id)`` order. A fingerprint of the per-row sim
-ids is saved with the split, and :meth:`Split.check_rows` refuses a table it was not made for.
-
-Constants
----------
-DEFAULT_FRACTIONS
-    ``(0.70, 0.25, 0.05)``.
-SPLIT_NAMES
-    The three training splits, in the order of the fractions.
-
-Classes
--------
-Split
-    Row indices of each split, with what made them.
-
-Functions
----------
-make_split
-    Per-row sim ids -> :class:`Split`.
-min_tiles_for
-    Smallest number of non-fiducial tiles for which every split gets at least one tile.
-save_split, load_split
-    JSON round trip (atomic write; checked read).
+70% compressor train, 25% NPE train (also the compressor's validation set) and 5% test.
+The indices are table rows, so a split belongs to one row order: the shard writer's
+``(sim_id, orientation_id, tile_id)`` order. A fingerprint of the per-row sim ids is saved
+with the split, and :meth:`Split.check_rows` refuses a table it was not made for.
 """
 
 from __future__ import annotations
@@ -46,7 +25,9 @@ from lensing_core.sims.catalog import FIDUCIAL_SIM_ID
 
 logger = logging.getLogger(__name__)
 
+#: Fractions of the non-fiducial tiles in each split, in :data:`SPLIT_NAMES` order.
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.70, 0.25, 0.05)
+#: The three training splits, in the order of the fractions.
 SPLIT_NAMES: tuple[str, str, str] = ("compressor_train", "npe_train", "test")
 _FORMAT = 1
 _INDEX_NAMES = (*SPLIT_NAMES, "fiducial")

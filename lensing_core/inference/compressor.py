@@ -5,23 +5,6 @@ numbers trained by MSE to equal the standardised parameters, so its outputs are 
 summaries the NPE conditions on and point estimates of theta. The config and the
 normalisation statistics are hyper-parameters of the checkpoint: a checkpoint alone is enough
 to compress raw tiles (:func:`load_compressor`, :meth:`CompressorModule.compress`).
-
-Functions
----------
-build_backbone
-    ``timm.create_model(..., num_classes=0)`` followed by ``Linear -> GELU -> Linear``.
-augment_tiles
-    Random quarter turns and flips per tile (the symmetries of a square tile), optional
-    circular rolls.
-lr_factor
-    Learning-rate multiplier: linear warmup, then step decay.
-load_compressor
-    A :class:`CompressorModule` from a checkpoint, with clear errors.
-
-Classes
--------
-CompressorModule
-    The ``LightningModule``: loss, augmentation, optimiser, ``compress``.
 """
 
 from __future__ import annotations
@@ -64,7 +47,8 @@ def build_backbone(cfg: CompressorConfig, in_chans: int = 4) -> nn.Sequential:
     Returns
     -------
         ``Sequential(backbone=..., head=...)``: ``(batch, in_chans, n_pix, n_pix) ->
-        (batch, num_features) -> (batch, n_summaries)``.
+        (batch, num_features) -> (batch, n_summaries)``; the backbone is
+        ``timm.create_model(..., num_classes=0)``, the head ``Linear -> GELU -> Linear``.
     """
     import timm  # imports torchvision: slow, so only when a network is built
 

@@ -1,31 +1,9 @@
-"""Configuration of the compressor training: a frozen dataclass with real defaults.
+"""Configuration of the model training: frozen dataclasses with real defaults.
 
-Classes
--------
-CompressorConfig
-    Backbone, head, optimiser, schedule, augmentation and precision of one training run.
-
-Classes
--------
-CompressorConfig
-    Backbone, head, optimiser, schedule, augmentation and precision of one training run.
-NPEConfig
-    Architecture and training settings of the Gaussian NPE.
-
-Constants
----------
-BEST_CKPT, LAST_CKPT, NORM_STATS_JSON, SPLIT_JSON, RESULT_JSON, NPE_CKPT, FOM_RESULT_JSON
-    File names of a configuration's models (SPEC section 10).
-COMPRESSOR_PRESETS
-    Named starting points: ``"full"`` (EfficientNetV2-S, for a GPU) and ``"cpu_demo"``
-    (timm's ``test_efficientnet``, a few minutes on 2 CPU cores).
-
-Functions
----------
-compressor_preset
-    The config of a preset name, with a clear error for an unknown one.
-resolve_precision
-    ``"auto"`` -> ``"bf16-mixed"`` on a CUDA device with bf16 support, else ``"32-true"``.
+The settings of the compressor and of the NPE are frozen dataclasses whose defaults are the
+real settings; building one from a mapping with an unknown key is an error, so a misspelt
+setting fails instead of being ignored. Named presets give the full run (for a GPU) and a
+CPU demo, and ``"auto"`` precision resolves to bf16 only on a CUDA device that supports it.
 """
 
 from __future__ import annotations
@@ -40,7 +18,7 @@ PRECISIONS: tuple[str, ...] = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-
 @dataclass(frozen=True, slots=True)
 class CompressorConfig:
     """
-    One compressor training run (SPEC section 6).
+    One compressor training run.
 
     Attributes
     ----------
@@ -188,8 +166,8 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> str:
     return "32-true"
 
 
-#: Named compressor settings. ``"full"`` is the SPEC's run (EfficientNetV2-S, 60 epochs, for
-#: a GPU). ``"cpu_demo"`` trains timm's ``test_efficientnet`` for 30 short epochs: on the
+#: Named compressor settings. ``"full"`` is the full-scale run (EfficientNetV2-S, 60 epochs,
+#: for a GPU). ``"cpu_demo"`` trains timm's ``test_efficientnet`` for 30 short epochs: on the
 #: 64-sim demo suite at lmax 200 (about 530 training tiles of 128 x 128 x 4) it takes about
 #: 1.5 minutes on 2 CPU cores and reaches a test R^2 of S8 above 0.9 (``make demo``).
 COMPRESSOR_PRESETS: Mapping[str, CompressorConfig] = {

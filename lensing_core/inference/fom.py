@@ -4,20 +4,9 @@ Units: a posterior from :class:`~lensing_core.inference.npe.GaussianNPE` is over
 parameters ``theta_norm = (theta - theta_mean) / theta_std``; the reported FoM is in physical
 units of (Omega_m, S8), ``FoM_physical = FoM_norm / prod(theta_std)``.
 
-Functions
----------
-fom_from_cov
-    ``1 / sqrt(det Cov)``, batched over leading axes.
-physical_cov, to_physical
-    Normalised posterior mean/covariance -> physical units.
-prior_fom
-    FoM of the sample covariance of a set of parameters (the "FoM of the prior" baseline).
-mahalanobis_sq, coverage
-    Calibration: the fraction of true parameters inside the predicted 68% / 95% ellipses.
-fom_summary
-    The SPEC section 7 record of one (lmax, noise level) configuration.
-write_fom_result, read_fom_result
-    Atomic JSON write and checked read of that record.
+The FoM of a covariance is ``1 / sqrt(det Cov)``; its baseline is the FoM of the prior, that
+of the sample covariance of the training parameters. Calibration is the fraction of test
+tiles whose true parameters fall inside the predicted 68% and 95% credible ellipses.
 """
 
 from __future__ import annotations
@@ -37,7 +26,7 @@ from lensing_core.sims.catalog import PARAM_NAMES
 #: Credible levels whose ellipse coverage the report records (``coverage_68``, ``coverage_95``).
 CALIBRATION_LEVELS: tuple[float, ...] = (0.68, 0.95)
 
-#: Keys every ``fom_result.json`` holds (SPEC section 7, plus the prior baseline).
+#: Keys every ``fom_result.json`` holds: the FoMs, calibration and provenance of the report.
 FOM_RESULT_KEYS: tuple[str, ...] = (
     "lmax",
     "noise_level",
@@ -267,7 +256,7 @@ def fom_summary(
     levels: Sequence[float] = CALIBRATION_LEVELS,
 ) -> dict[str, Any]:
     """
-    The ``fom_result.json`` record of one (lmax, noise level) configuration (SPEC section 7).
+    The ``fom_result.json`` record of one (lmax, noise level) configuration.
 
     Parameters
     ----------

@@ -13,24 +13,6 @@ Shape conventions
     order; ``batch`` must equal the summary's.
 ``mean``, ``scale_tril``, ``cov``
     ``(*batch, n_params)``, ``(*batch, n_params, n_params)``, ``(*batch, n_params, n_params)``.
-
-Classes
--------
-NPEConfig
-    Architecture and training settings (frozen; unknown keys are an error).
-GaussianNPE
-    The estimator: ``forward``, ``log_prob``, ``nll``, ``mean_cov``, ``sample``.
-NPEResult
-    What :func:`fit_npe` returns: the best model and the training history.
-LoadedNPE
-    What :func:`load_npe` returns: model, config and the extra record.
-
-Functions
----------
-fit_npe
-    Train on summaries made on the fly by a caller's ``make_batch``; early stopping.
-save_npe, load_npe
-    Atomic checkpoint write; checked read with clear errors.
 """
 
 from __future__ import annotations

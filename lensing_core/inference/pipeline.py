@@ -2,7 +2,7 @@
 
 A *configuration* is one (lmax, noise level), e.g. ``lmax_200_des_y3``; its tiles are the
 parquet shards under ``hf_dataset/data/lmax_{L}_{noise}``. Three steps, each a function that
-reads what the previous one wrote under the data root (SPEC section 10)::
+reads what the previous one wrote under the data root::
 
     train_compressor   shards -> models/compressor/lmax{L}_{noise}/  best.ckpt, last.ckpt,
                                  norm_stats.json, split.json, result.json
@@ -11,19 +11,6 @@ reads what the previous one wrote under the data root (SPEC section 10)::
                                                     and reports/fom/lmax{L}_{noise}.png
 
 Every file is written atomically; every error names the configuration and the file.
-
-Functions
----------
-open_config
-    The tiles of one configuration, checked against their manifest.
-train_compressor
-    Split, train (or resume an interrupted training) and evaluate the compressor.
-train_npe
-    Train the Gaussian NPE on augmented tiles compressed on the fly.
-fom_report
-    Fiducial and test posteriors, FoM, calibration, ``fom_result.json`` and the figure.
-resolve_device
-    ``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``.
 """
 
 from __future__ import annotations
@@ -343,9 +330,9 @@ def train_npe(
     Notes
     -----
     Every batch draws new random symmetries of its tiles and runs the frozen compressor on
-    them, so each epoch sees new summaries (SPEC section 7); early stopping watches the NLL of
-    the test split's summaries of the un-augmented tiles. The summaries are standardised
-    (Omega_m, S8) estimates, the targets the standardised true parameters.
+    them, so each epoch sees new summaries; early stopping watches the NLL of the test split's
+    summaries of the un-augmented tiles. The summaries are standardised (Omega_m, S8)
+    estimates, the targets the standardised true parameters.
 
     Raises
     ------
@@ -421,8 +408,8 @@ class FomReport:
     figure_path
         ``reports/fom/lmax{L}_{noise}.png``.
     record
-        The ``fom_result.json`` record (SPEC section 7 plus ``fom_prior``, ``r2_test`` and
-        provenance).
+        The ``fom_result.json`` record: the keys of
+        :data:`~lensing_core.inference.fom.FOM_RESULT_KEYS` plus ``r2_test`` and provenance.
     figure_png
         The figure's PNG bytes (for embedding in metadata).
     fiducial_mean, fiducial_cov
@@ -494,7 +481,7 @@ def fom_report(
     cache_dir: Path | None = None,
 ) -> FomReport:
     """
-    The figure-of-merit report of one configuration (SPEC section 7).
+    The figure-of-merit report of one configuration.
 
     Parameters
     ----------

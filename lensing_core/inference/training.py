@@ -1,6 +1,6 @@
 """Training the compressor of one configuration with Lightning, resumable and atomic.
 
-Files in ``out_dir`` (SPEC section 6)::
+Files in ``out_dir``::
 
     split.json         the split (written first; the NPE reads the same indices)
     norm_stats.json    statistics of the compressor-train split (written first)
@@ -27,22 +27,6 @@ from it through ``Trainer.fit(ckpt_path=...)``; otherwise training starts from s
 stale ``best.ckpt`` is removed. ``last.ckpt`` is written at every epoch end (a killed run loses
 at most one epoch) and at the end of every fit, so a fit stopped by ``max_steps`` inside an
 epoch resumes from that very step (Lightning then counts the interrupted epoch as done).
-
-Functions
----------
-fit_compressor
-    Train (or resume) and write the files above.
-evaluate_r2
-    R^2 of each parameter, physical units, on given rows.
-evaluate_split
-    MSE in standardised units and R^2 on given rows.
-
-Classes
--------
-CompressorResult
-    Paths and the ``result.json`` record of a fit.
-AtomicCheckpointIO
-    Lightning checkpoint IO writing through :func:`lensing_core.io.atomic_path`.
 """
 
 from __future__ import annotations

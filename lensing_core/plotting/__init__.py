@@ -1,14 +1,8 @@
 """Figures for people: functions that return matplotlib Figures and never save or show them.
 
-Modules
--------
-figures
-    Measured against theory convergence spectra; PNG encoding of a figure
-    (``spectra_figure``, ``figure_to_png_bytes``).
-tiles
-    Tile gallery of one noise level, one row per tile and one column per bin
-    (``tile_gallery``); sky coverage map and 12 x 12 overlap matrix of an orientation
-    scheme (``coverage_figure``).
+No ``pyplot``: figures are built from :class:`~matplotlib.figure.Figure` with the Agg canvas,
+so nothing touches pyplot's global state or a display, and callers store the PNG bytes of
+:func:`lensing_core.plotting.figures.figure_to_png_bytes` as asset metadata or report files.
 """
 
 from __future__ import annotations

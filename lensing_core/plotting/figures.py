@@ -2,13 +2,6 @@
 
 No ``pyplot``: figures are built from :class:`~matplotlib.figure.Figure` directly and
 rendered with the Agg canvas, so nothing touches pyplot's global state or a display.
-
-Functions
----------
-spectra_figure
-    Measured against theory auto and cross convergence spectra, with band ratios.
-figure_to_png_bytes
-    Encode a figure as PNG bytes.
 """
 
 from __future__ import annotations

@@ -3,13 +3,6 @@
 Built from :class:`~matplotlib.figure.Figure` with the Agg canvas (no ``pyplot``), like
 :mod:`lensing_core.plotting.figures`; encode it with
 :func:`lensing_core.plotting.figures.figure_to_png_bytes`.
-
-Functions
----------
-fom_figure
-    The fiducial tiles' posterior ellipses over the truth, and the FoM distribution.
-ellipse_axes
-    Semi-axes and orientation of a 2-d Gaussian credible ellipse.
 """
 
 from __future__ import annotations

@@ -3,13 +3,6 @@
 Built from :class:`~matplotlib.figure.Figure` with the Agg canvas (no ``pyplot``), like
 :mod:`lensing_core.plotting.figures`; encode them with
 :func:`lensing_core.plotting.figures.figure_to_png_bytes`.
-
-Functions
----------
-tile_gallery
-    A few tiles of one noise level, one row per tile and one column per tomographic bin.
-coverage_figure
-    Mollweide map of how many tiles cover each pixel, and the 12 x 12 overlap matrix.
 """
 
 from __future__ import annotations

@@ -1,29 +1,9 @@
 """Simulation catalogs: sim id -> cosmological parameters.
 
-Constants
----------
-PARAM_KEYS
-    Parameters every catalog entry has.
-PARAM_NAMES
-    The inferred parameters, in the fixed order used for ``theta`` arrays.
-FIDUCIAL_SIM_ID, FIDUCIAL_PARAMS
-    The held-out fiducial simulation of the Gower Street suite.
-GOWER_STREET_RANGES
-    Prior ranges of the Gower Street design.
-
-Classes
--------
-SimCatalog
-    Immutable mapping from sim id to a parameter mapping.
-
-Functions
----------
-synthetic_catalog
-    A space-filling synthetic design over the Gower Street ranges, sim 109 fiducial.
-read_gower_street_csv
-    The Gower Street parameter table (``gower_street_runs.csv`` format).
-parse_suite
-    Sim ids of a named suite (``"demo"``, ``"full"``) or of an explicit list such as ``"1-20,109"``.
+A catalog comes from the Gower Street parameter table (``gower_street_runs.csv``) or, offline,
+from a space-filling synthetic design over the same prior ranges; in both, sim 109 is the
+held-out fiducial simulation. Every entry holds the full parameter set a cosmology needs
+(``S8 = sigma_8 sqrt(Omega_m / 0.3)`` derived), and inference works on (Omega_m, S8).
 """
 
 from __future__ import annotations
@@ -37,6 +17,7 @@ from types import MappingProxyType
 import numpy as np
 from scipy.stats import qmc
 
+#: Parameters every catalog entry has.
 PARAM_KEYS: tuple[str, ...] = (
     "Omega_m",
     "sigma_8",
@@ -48,8 +29,10 @@ PARAM_KEYS: tuple[str, ...] = (
     "Omega_bh2",
     "m_nu",
 )
+#: The inferred parameters, in the fixed order used for ``theta`` arrays.
 PARAM_NAMES: tuple[str, ...] = ("Omega_m", "S8")
 
+#: The held-out fiducial simulation of the Gower Street suite.
 FIDUCIAL_SIM_ID = 109
 
 
@@ -66,7 +49,8 @@ def _complete(params: Mapping[str, float]) -> dict[str, float]:
     return {key: out[key] for key in PARAM_KEYS}
 
 
-# Sim 109 of the Gower Street parameter table (gower_street_runs.csv).
+#: Parameters of the fiducial simulation: sim 109 of the Gower Street parameter table
+#: (``gower_street_runs.csv``).
 FIDUCIAL_PARAMS: Mapping[str, float] = MappingProxyType(
     _complete(
         {
@@ -82,6 +66,7 @@ FIDUCIAL_PARAMS: Mapping[str, float] = MappingProxyType(
     )
 )
 
+#: Prior ranges of the Gower Street design.
 GOWER_STREET_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
     {
         "Omega_m": (0.12, 0.50),

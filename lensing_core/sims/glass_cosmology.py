@@ -8,17 +8,6 @@ uses it for type checking only), ``cosmology-compat-camb`` is absent, and
 astropy's cosmologies return unit-carrying quantities under other names. This
 module wraps a :class:`pyccl.Cosmology` instead, so that the ray tracing uses the
 same background as the pyccl theory spectra it is validated against.
-
-Classes
--------
-CCLGlassCosmology
-    The adapter: distances, H/H0, Hubble distance, little h, Omega_m0 and the
-    critical density of a flat pyccl cosmology.
-
-Functions
----------
-glass_cosmology
-    The adapter for a simulation's parameter mapping.
 """
 
 from __future__ import annotations

@@ -6,29 +6,10 @@ A Gower Street simulation directory holds, per PKDGRAV3 step ``s``, a light-cone
 ``z_values.txt``, and the PKDGRAV3 parameter file ``control.par``. Some steps have no shell
 file (the suite skips them); they are skipped with a log line.
 
-Readers
--------
-ShellTable
-    The shells of ``z_values.txt``: step, redshift and distance limits, sorted by redshift.
-read_z_values
-    Parse ``z_values.txt`` (10 or 12 comma-separated columns).
-read_control_par
-    Parse ``control.par`` with a restricted arithmetic evaluator (never runs its code).
-shell_filename
-    File name of the shell of one step.
-read_shell
-    Overdensity of one shell file, degraded to an output nside.
-
-Streaming and ray tracing
--------------------------
-Shell
-    One streamed shell: step, redshift limits and overdensity map.
-iter_shells
-    Stream the shells of a simulation one at a time, nearest first.
-shell_lensing_weights
-    Born lensing weight of every shell for every source bin (GLASS multi-plane weights).
-born_convergence
-    The tomographic convergence maps of a simulation (SPEC section 12 contract).
+The convergence of each source bin is the Born sum of the shells' overdensities with GLASS
+multi-plane lensing weights. Shells are streamed one at a time, nearest first, and degraded to
+the output nside as they are read, so memory does not grow with the number of shells;
+``control.par`` is parsed by a restricted arithmetic evaluator, never executed.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Source redshift distributions from files.
 
-Functions
----------
-read_nz_source_fits
-    The DES Y3 source n(z) from the ``NZ_SOURCE`` HDU of a 2pt FITS file.
+The DES Y3 source n(z) is read from a 2pt FITS file when the ``gower_street`` source is given
+one (``LENSING_NZ_FITS``). An n(z) is ``(z, n)``: a redshift grid and one row per tomographic
+bin, as for the stand-in n(z) of :mod:`lensing_core.sims.theory`.
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
 """The offline synthetic convergence source: correlated lognormal full-sky kappa maps.
 
-Functions
----------
-synthetic_kappa
-    Four correlated lognormal HEALPix convergence maps for one cosmology.
-lognormal_shifts
-    The per-bin lognormal shift parameters used by :func:`synthetic_kappa`.
-
-Constants
----------
-SYNTHETIC_RECIPE_VERSION
-    Version of the generation recipe, recorded in provenance metadata.
-SHIFT_CHOICES
-    Names of the lognormal shift recipes.
+Nothing is downloaded: the maps of one cosmology are correlated lognormal fields drawn with
+GLASS, whose auto and cross spectra are the pyccl theory spectra of
+:mod:`lensing_core.sims.theory` for a DES-Y3-like stand-in n(z), so the whole platform runs
+without the Gower Street simulations.
 """
 
 from __future__ import annotations
@@ -40,7 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Version of the recipe of :func:`synthetic_kappa` (theory spectra, n(z), shifts,
-#: GLASS lognormal sampling). Bump it whenever the same inputs would give other maps.
+#: GLASS lognormal sampling), recorded in the provenance metadata of the maps. Bump it whenever
+#: the same inputs would give other maps.
 SYNTHETIC_RECIPE_VERSION = "1"
 
 ShiftChoice = Literal["hilbert2011", "empty_beam"]

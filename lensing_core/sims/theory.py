@@ -1,27 +1,10 @@
 """Theory inputs of the synthetic convergence source: n(z), cosmology and spectra.
 
-Source redshift distributions
------------------------------
-DES_Y3_LIKE_MEAN_Z
-    Mean redshifts of the four stand-in source bins.
-des_y3_like_nz
-    A parametric DES-Y3-like stand-in n(z) for four tomographic bins.
-
-Cosmology
----------
-ccl_cosmology
-    A :class:`pyccl.Cosmology` from a simulation's parameter mapping.
-
-Convergence statistics
-----------------------
-convergence_tracers
-    One pyccl convergence (spin-0) tracer per tomographic bin.
-kappa_cls
-    Auto and cross convergence angular power spectra at every integer ell.
-kappa_empty_beam
-    Magnitude of the empty-beam convergence per bin (the physical minimum of kappa).
-hilbert2011_shift
-    Lognormal shift of Hilbert et al. (2011) at each bin's mean redshift.
+A flat pyccl cosmology (Eisenstein-Hu transfer, halofit) is built from a simulation's
+parameters and gives the Limber convergence spectra of tomographic source bins (the four bins
+of a parametric DES-Y3-like stand-in n(z) by default). The lognormal shifts of the synthetic
+maps come from here too: the empty-beam convergence (the physical minimum of kappa) and the
+Hilbert et al. (2011) fit at each bin's mean redshift.
 """
 
 from __future__ import annotations

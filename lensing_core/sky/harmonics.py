@@ -2,19 +2,6 @@
 
 alm arrays use the healpy/ducc0 layout: m-major, ``(0,0), (1,0), ..., (lmax,0), (1,1), ...``,
 with ``mmax == lmax``. Leading axes batch independent transforms.
-
-Functions
----------
-n_alm
-    Number of coefficients for a band limit.
-map2alm
-    Analysis of RING maps with Jacobi iterations (the algorithm of ``healpy.map2alm``).
-truncate_alm
-    Exact restriction of alm to a smaller band limit.
-synthesize_rings
-    Synthesis of alm on a contiguous range of HEALPix rings (all rings by default).
-alm_to_cl
-    Angular power spectrum of alm.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """Checked HEALPix helpers and the base-face pixel layout.
 
-Functions
----------
-nside_from_npix
-    The nside of a map with *npix* pixels, or a clear error.
-check_maps
-    Validate a stack of RING maps (shape, nside, finite values).
-face_ring_indices
-    RING pixel index of every (face, x, y) position of the 12 base faces.
-EQUATORIAL_FACES
-    The four equatorial base faces (4, 5, 6, 7) that tiles are cut from.
+Maps are RING-ordered, with ``npix = 12 nside**2`` and a power-of-two nside; a stack of maps
+has shape ``(n_maps, npix)``. The 12 base faces are addressed as square images in their NESTED
+``(x, y)`` coordinates, which is how flat tiles are cut from a map.
 """
 
 from __future__ import annotations
@@ -21,6 +14,7 @@ import numpy as np
 
 from lensing_core._types import FloatArray, IntArray
 
+#: The four equatorial base faces that tiles are cut from.
 EQUATORIAL_FACES: tuple[int, ...] = (4, 5, 6, 7)
 
 

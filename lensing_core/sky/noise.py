@@ -1,22 +1,10 @@
 """Shape noise for convergence maps.
 
-Constants
----------
-NOISE_LEVELS
-    ``("noiseless", "des_y3", "lsst_y10")``.
-NOISE_CONVENTIONS
-    ``("per_component", "legacy")``.
-
-Functions
----------
-noise_power
-    White-noise convergence power ``N_ell`` per bin, in steradians.
-pixel_noise_std
-    Per-bin standard deviation of the pixel noise at an nside.
-noise_rng
-    The generator of one (sim, noise level) realisation.
-white_noise_alm
-    Harmonic-space white noise whose truncation to any smaller lmax is the same draw.
+The noise is white: its convergence power per tomographic bin is ``N_ell = sigma_e**2 / n_eff``
+in steradians, with the numbers of the survey a noise level is named after
+(:mod:`lensing_core.sky.surveys`). A realisation is drawn in harmonic space, one per (sim,
+noise level), in ell-major order: the noise at a smaller band limit is the truncation of the
+noise at a larger one, so the tiles of every lmax share one realisation.
 """
 
 from __future__ import annotations
@@ -30,7 +18,9 @@ from lensing_core.sky.harmonics import n_alm
 from lensing_core.sky.surveys import SURVEYS
 from lensing_core.units import healpix_pixel_area_sr, per_arcmin2_to_per_sr
 
+#: Noise-level names: no noise, then one per survey of :data:`~lensing_core.sky.surveys.SURVEYS`.
 NOISE_LEVELS: tuple[str, ...] = ("noiseless", "des_y3", "lsst_y10")
+#: Shape-noise conventions, see :func:`noise_power`.
 NOISE_CONVENTIONS: tuple[str, ...] = ("per_component", "legacy")
 N_BINS = 4
 # Stable integer codes for seeding: adding a level must not change existing realisations.

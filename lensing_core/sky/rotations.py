@@ -2,22 +2,8 @@
 
 A rotation is a 3x3 *active* rotation matrix ``R``: rotating a map by ``R`` gives the map
 ``m'(n) = m(R^T n)``, so the sky at direction ``p`` moves to ``R p``.
-
-Constants
----------
-SCHEMES
-    Names of the orientation schemes: ``"belts"`` (default) and ``"legacy"``.
-
-Functions
----------
-orientation_matrices
-    The three rotation matrices of a scheme, shape ``(3, 3, 3)``.
-axis_angle_matrix
-    Rotation matrix about an axis by an angle.
-zyz_euler_from_matrix
-    ZYZ Euler angles ``(psi, theta, phi)`` of a rotation, as ducc0 and healpy take them.
-rotate_alm
-    Rotate alm (batched) with ``ducc0.sht.rotate_alm``.
+Rotations of alm are done in harmonic space by ``ducc0.sht.rotate_alm``, which takes ZYZ Euler
+angles ``(psi, theta, phi)`` in healpy's argument order.
 """
 
 from __future__ import annotations
@@ -30,6 +16,7 @@ import numpy as np
 from lensing_core._types import ComplexArray, FloatArray
 from lensing_core.sky.harmonics import default_nthreads, lmax_of
 
+#: Names of the orientation schemes; ``"belts"`` is the default.
 SCHEMES: tuple[str, ...] = ("belts", "legacy")
 
 

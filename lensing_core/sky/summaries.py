@@ -1,11 +1,7 @@
 """Numbers a person wants to see about maps and tiles (for asset metadata).
 
-Functions
----------
-kappa_summary
-    nside, shape and per-bin mean and standard deviation of kappa maps.
-tile_summary
-    Shapes and per-bin standard deviations of tiles, pixel noise, scheme coverage.
+Every summary is a small JSON-ready record of plain lists and rounded numbers, made to be
+shown as the metadata of a kappa-map or tile materialization.
 """
 
 from __future__ import annotations

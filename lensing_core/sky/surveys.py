@@ -1,13 +1,7 @@
 """Source-galaxy survey specifications for shape noise.
 
-Constants
----------
-DES_Y3
-    Dark Energy Survey Year 3 shape catalogue, 4 tomographic bins.
-LSST_Y10
-    Rubin LSST ten-year forecast, 4 equal bins.
-SURVEYS
-    Mapping from noise-level name to survey.
+Each survey gives, per tomographic bin, the effective source density (arcmin^-2) and the shape
+noise per ellipticity component; its ``name`` is the noise level it defines.
 """
 
 from __future__ import annotations
@@ -38,6 +32,7 @@ class Survey:
     reference: str
 
 
+#: Dark Energy Survey Year 3 shape catalogue, 4 tomographic bins.
 DES_Y3 = Survey(
     name="des_y3",
     n_eff_arcmin2=(1.476, 1.479, 1.484, 1.461),
@@ -45,6 +40,7 @@ DES_Y3 = Survey(
     reference="Amon et al. 2022 (DES Y3 cosmic shear), Table 1; Gatti et al. 2021",
 )
 
+#: Rubin LSST ten-year forecast, 4 equal bins.
 LSST_Y10 = Survey(
     name="lsst_y10",
     n_eff_arcmin2=(6.75, 6.75, 6.75, 6.75),
@@ -52,4 +48,5 @@ LSST_Y10 = Survey(
     reference="LSST DESC Science Requirements Document (2018): n_eff 27 arcmin^-2, sigma_e 0.26",
 )
 
+#: Noise-level name -> survey.
 SURVEYS: dict[str, Survey] = {s.name: s for s in (DES_Y3, LSST_Y10)}

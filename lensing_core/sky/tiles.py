@@ -5,27 +5,9 @@ rotation -> synthesis at ``LMAX_TO_NSIDE[lmax]`` -> the four equatorial base fac
 cut into ``n x n`` images with the NESTED ``(x, y)`` layout of each face. Three orientations
 give 12 tiles per map.
 
-Constants
----------
-LMAX_TO_NSIDE
-    Band limit -> tile resolution (a tile is ``nside x nside`` pixels).
-
-Functions
----------
-extract_tiles
-    The fast path: one analysis per map, exact truncation, harmonic rotation, one synthesis
-    per output.
-analysis_lmax
-    Band limit of the one analysis of a map.
-tiles_from_alm
-    The fast path from an existing analysis (e.g. the one stored with the kappa maps).
-extract_tiles_reference
-    The straightforward path of the published dataset: a healpy analysis and rotation for
-    every output. For tests and benchmarks.
-tile_membership
-    Which of the 12 tiles of a scheme contain each HEALPix pixel of the sky.
-sky_coverage
-    Sky fraction covered by the 12 tiles of a scheme and their pairwise overlap.
+The fast path analyses each map once and gets every band limit by exact truncation of those
+alm, rotating in harmonic space; the reference path redoes a healpy analysis and rotation for
+every output, as the published dataset did, and serves tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -60,6 +42,7 @@ from lensing_core.sky.rotations import orientation_matrices, rotate_alm
 
 logger = logging.getLogger(__name__)
 
+#: Band limit -> tile resolution: a tile is ``nside x nside`` pixels.
 LMAX_TO_NSIDE: dict[int, int] = {200: 128, 400: 256, 600: 256, 800: 512, 1000: 512}
 N_ORIENTATIONS = 3
 N_TILES = N_ORIENTATIONS * len(EQUATORIAL_FACES)

@@ -1,13 +1,7 @@
 """Fixtures of the dataset tests: real tile files of a few sims at lmax 200 (128 x 128 tiles).
 
-Fixtures
---------
-catalog
-    The synthetic design of 110 sims.
-tile_source
-    A data root with kappa maps and tiles of :data:`SIMS` (made once per session).
-data_root
-    A fresh data root per test holding a copy of those tile files.
+The tiles of :data:`SIMS` (the fiducial 109 among them) are made once per session from
+nside-128 synthetic maps, and every test gets a fresh data root holding a copy of them.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def test_open_config_reads_the_shards(tiles_root: DataRoot) -> None:
 
 
 def test_chain_writes_the_data_root_layout(trained_root: DataRoot) -> None:
-    """SPEC section 10: models/compressor/..., models/npe/..., and the report figure."""
+    """The data-root layout: models/compressor/..., models/npe/..., and the report figure."""
     comp = trained_root.compressor(LMAX, NOISE).dir
     assert comp == trained_root.root / "models" / "compressor" / "lmax200_des_y3"
     for name in ("best.ckpt", "last.ckpt", "norm_stats.json", "split.json", "result.json"):
