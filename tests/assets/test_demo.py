@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -17,6 +18,8 @@ def test_demo_materializes_into_the_instance(
     """Kappa and tiles of sim 109 at lmax 200 land in the data root and the instance."""
     root = tmp_path / "data"
     (tmp_path / "home").mkdir()
+    for name in [n for n in os.environ if n.startswith("LENSING_")]:
+        monkeypatch.delenv(name)  # the demo reads its settings from the environment
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LENSING_DATA_ROOT", str(root))
     monkeypatch.setenv("LENSING_NSIDE", "128")
