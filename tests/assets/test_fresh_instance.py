@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,20 @@ def test_register_refuses_a_sim_the_source_lacks(tmp_path: Path) -> None:
     result = shell("python -m lensing_assets.register 5000", env)
     assert result.returncode == 2
     assert UNKNOWN in result.stderr
+
+
+def test_definitions_load_when_the_instance_cannot_be_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Registering the suite is a convenience: a broken DAGSTER_HOME does not stop the code."""
+    import lensing_assets
+
+    not_a_directory = tmp_path / "home"
+    not_a_directory.write_text("a file where the instance should be")
+    for name in [n for n in os.environ if n.startswith("LENSING_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("LENSING_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(not_a_directory))
+    definitions = lensing_assets.defs()
+    assert definitions.get_assets_def("tiles").key.to_user_string() == "tiles"
+    assert "could not register the synthetic source's sims" in caplog.text
