@@ -13,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from lensing_core.dataset.normalization import load_norm_stats
 from lensing_core.dataset.parquet import write_config_shards
 from lensing_core.dataset.splits import load_split
+from lensing_core.inference.compressor import load_compressor
 from lensing_core.inference.config import CompressorConfig, compressor_preset
 from lensing_core.inference.fom import FOM_RESULT_KEYS, read_fom_result
 from lensing_core.inference.npe import NPEConfig, load_npe
@@ -116,6 +119,43 @@ def test_chain_writes_the_data_root_layout(trained_root: DataRoot) -> None:
     assert figure == trained_root.fom_figure_path(LMAX, NOISE)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list((trained_root.root / "models").rglob("*.partial"))
+
+
+def _physical_foms(root: DataRoot, rows: np.ndarray) -> np.ndarray:
+    """FoM of each row's posterior from the saved compressor and NPE, recomputed here.
+
+    Physical covariance ``S C S`` with ``S = diag(theta_std)`` of the saved norm stats; the
+    FoM is ``1 / sqrt(det)`` by numpy, not by the library's helpers.
+    """
+    files = root.compressor(LMAX, NOISE)
+    stats = load_norm_stats(files.norm_stats)
+    compressor = load_compressor(files.best, map_location="cpu")
+    npe = load_npe(root.npe(LMAX, NOISE).checkpoint)
+    table, _ = open_config(root, LMAX, NOISE)
+    tiles = torch.from_numpy(np.asarray(table.tiles[rows], dtype=np.float32))
+    with torch.no_grad():
+        _, cov = npe.model.mean_cov(compressor.compress(tiles, batch_size=16))
+    scale = np.outer(stats.theta_std, stats.theta_std)
+    return 1.0 / np.sqrt(np.linalg.det(cov.double().numpy() * scale))
+
+
+def test_report_foms_equal_those_of_the_saved_models(trained_root: DataRoot) -> None:
+    """fom_fiducial_all, fom_test_* and fom_prior, recomputed from split, stats and models."""
+    record = read_fom_result(trained_root.npe(LMAX, NOISE).fom_result)
+    split = load_split(trained_root.compressor(LMAX, NOISE).split)
+    fiducial = _physical_foms(trained_root, split.fiducial)
+    np.testing.assert_allclose(record["fom_fiducial_all"], fiducial, rtol=1e-4)
+    assert record["fom_fiducial_median"] == pytest.approx(np.median(fiducial), rel=1e-4)
+    assert record["fom_fiducial_std"] == pytest.approx(np.std(fiducial, ddof=1), rel=1e-3)
+    test = _physical_foms(trained_root, split.test)
+    np.testing.assert_allclose(
+        [record["fom_test_lo_16"], record["fom_test_median"], record["fom_test_hi_84"]],
+        np.percentile(test, [16, 50, 84]),
+        rtol=1e-4,
+    )
+    table, _ = open_config(trained_root, LMAX, NOISE)
+    prior_cov = np.cov(table.theta[split.compressor_train], rowvar=False)  # physical units
+    assert record["fom_prior"] == pytest.approx(1.0 / np.sqrt(np.linalg.det(prior_cov)), rel=1e-9)
 
 
 def test_npe_uses_the_compressor_split_and_records_it(trained_root: DataRoot) -> None:
