@@ -172,6 +172,30 @@ def test_a_failed_sim_does_not_block_the_fan_in(
     assert tick() == {"tile_shards": set(CONFIGS)}
 
 
+def test_a_failed_tiles_run_does_not_block_the_fan_in(
+    instance: dg.DagsterInstance, defs: dg.Definitions, test_resources: dict
+) -> None:
+    """tiles[3|200]'s run failed (recorded, not just missing): shards still follow sim 2."""
+    _built(instance, sims=("1", "2"))
+    failed = dg.materialize(
+        [defs.get_assets_def("tiles")],
+        partition_key="3|200",
+        resources=test_resources,  # an empty data root: no kappa maps of sim 3
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not failed.success
+    status = instance.get_status_by_partition(
+        dg.AssetKey("tiles"), ["3|200"], defs.get_assets_def("tiles").partitions_def
+    )
+    assert status == {"3|200": dg.AssetPartitionStatus.FAILED}
+    tick = Ticks(instance, defs)
+    assert tick() == {}
+    _materialized(instance, "tiles", [f"2|{lmax}" for lmax in LMAX])
+    assert tick() == {}
+    assert tick() == {"tile_shards": set(CONFIGS)}
+
+
 def test_new_tile_code_version_rebuilds_every_tile(
     instance: dg.DagsterInstance, defs: dg.Definitions
 ) -> None:
