@@ -43,36 +43,36 @@ def register_suite(source: KappaSource, definitions: dg.Definitions) -> None:
     """
     if not os.environ.get("DAGSTER_HOME"):
         return  # no instance to register in (an ephemeral one, a test)
-    found = source.discover()
     try:
         with dg.DagsterInstance.get() as instance:
-            added = register_sims(instance, found)
+            added = register_sims(instance, source.discover())
+            unknown = _unregistered_cli_sim(definitions, instance)
     except Exception as err:  # the definitions must load even if the instance cannot be reached
         logger.warning("could not register the %s source's sims: %s", source.name, err)
         return
     if added:
         logger.info("registered %d sims of the %s source as partitions", len(added), source.name)
-    _check_cli_partition(source, definitions, {str(s) for s in found})
+    if unknown is not None:
+        raise click.ClickException(unknown_sim_message(source, unknown))
 
 
-def _check_cli_partition(source: KappaSource, definitions: dg.Definitions, found: set[str]) -> None:
-    """Fail ``dagster asset materialize --partition`` early for a sim the source lacks."""
+def _unregistered_cli_sim(definitions: dg.Definitions, instance: dg.DagsterInstance) -> str | None:
+    """The sim of ``dagster asset materialize --partition`` if it is no partition, else None.
+
+    Called after the source's sims are registered: a sim still not registered is one the source
+    does not hold (nor the sensor or the register command added).
+    """
     ctx = click.get_current_context(silent=True)
     if ctx is None or ctx.command.name != "materialize":
-        return
+        return None
     partition, select = ctx.params.get("partition"), ctx.params.get("select")
     if not partition or not select:
-        return
+        return None
     selected = {key.to_user_string() for key in _selected_keys(definitions, select)}
     if not selected & set(SIM_ASSETS):
-        return
-    sim_id = partition.split("|")[0] if "|" in partition else partition
-    if sim_id in found:
-        return
-    with dg.DagsterInstance.get() as instance:
-        if instance.has_dynamic_partition(SIMS_PARTITIONS, sim_id):
-            return  # registered earlier (the sensor, the register command)
-    raise click.ClickException(unknown_sim_message(source, sim_id))
+        return None
+    sim_id = partition.split("|")[0]
+    return None if instance.has_dynamic_partition(SIMS_PARTITIONS, sim_id) else sim_id
 
 
 def _selected_keys(definitions: dg.Definitions, select: str) -> set[dg.AssetKey]:
