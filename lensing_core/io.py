@@ -301,37 +301,6 @@ def read_npz(
     return arrays, metadata
 
 
-def read_json(path: Path, *, what: str, missing_hint: str = "") -> Any:
-    """
-    The JSON content of *path*.
-
-    Parameters
-    ----------
-    path
-        File to read.
-    what
-        How to name the content in errors, e.g. ``"split file"``.
-    missing_hint
-        Appended to the error when the file does not exist.
-
-    Raises
-    ------
-    InputMissingError
-        If the file does not exist.
-    ValueError
-        If it is not valid JSON (the message names *what* and the file).
-    """
-    path = Path(path)
-    if not path.is_file():
-        msg = " ".join(filter(None, [f"{what} {path} does not exist.", missing_hint]))
-        raise InputMissingError(msg)
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        msg = f"{what} {path} is not valid JSON ({err})"
-        raise ValueError(msg) from None
-
-
 def file_sha256(path: Path, *, chunk_bytes: int = 1 << 24) -> str:
     """Hex SHA-256 of a file's content, read in chunks of *chunk_bytes*."""
     digest = hashlib.sha256()
