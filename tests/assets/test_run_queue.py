@@ -11,10 +11,7 @@ it, so the queue has to keep the other GPU runs waiting for as long as the test 
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +27,7 @@ import pytest
 
 from lensing_assets.defs.models import GPU_RUN_TAGS
 from tests.fixtures.queue_jobs import HOLD_OP
+from tests.fixtures.servers import free_port, graphql, stop_process_group, tail
 
 REPO = Path(__file__).resolve().parents[2]  # the tree under test: its dagster.yaml and code
 
@@ -137,30 +135,6 @@ class RunTimes:
         return GPU_RUN_TAGS.items() <= self.tags.items()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tail(path: Path, n_chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-n_chars:] if path.exists() else ""
-
-
-def _stop(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    """SIGINT to the process group (as Ctrl-C would), SIGKILL if it does not exit."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=timeout_s)
-    except ProcessLookupError:
-        pass
-
-
 @pytest.fixture
 def dagster_dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DevServer]:
     """``dagster dev`` with both code locations on a fresh instance, stopped at the end."""
@@ -180,7 +154,7 @@ def dagster_dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dev
         LENSING_AUTOMATION="off",  # no sensor or schedule launches runs of its own
     )
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance this test reads
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "dagster_dev.log"
     command = [sys.executable, "-m", "dagster", "dev", "-m", "lensing_assets", "-m", STAND_INS]
     with log.open("wb") as out:
@@ -198,19 +172,7 @@ def dagster_dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dev
         yield DevServer(f"http://127.0.0.1:{port}", home, process, log, release)
     finally:
         release.touch()  # a stand-in still holding ends by itself
-        _stop(process)
-
-
-def _graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        body = json.load(response)
-    assert not body.get("errors"), body["errors"]
-    return body["data"]
+        stop_process_group(process, timeout_s=60.0)
 
 
 def _wait_for_locations(server: DevServer) -> dict[str, str]:
@@ -218,9 +180,11 @@ def _wait_for_locations(server: DevServer) -> dict[str, str]:
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while True:
         if server.process.poll() is not None:
-            pytest.fail(f"dagster dev exited ({server.process.returncode}):\n{_tail(server.log)}")
+            pytest.fail(f"dagster dev exited ({server.process.returncode}):\n{tail(server.log)}")
         try:
-            entries = _graphql(server.url, LOCATIONS_QUERY)["workspaceOrError"]["locationEntries"]
+            entries = graphql(server.url, LOCATIONS_QUERY, timeout_s=120.0)["workspaceOrError"][
+                "locationEntries"
+            ]
         except (urllib.error.URLError, OSError):
             entries = []
         if len(entries) == 2 and all(e["loadStatus"] == "LOADED" for e in entries):
@@ -253,7 +217,9 @@ def _launch(
         "mode": "default",
         "executionMetadata": {"tags": tags if submission.partition else []},
     }
-    result = _graphql(server.url, LAUNCH_MUTATION, {"executionParams": params})["launchRun"]
+    result = graphql(server.url, LAUNCH_MUTATION, {"executionParams": params}, timeout_s=120.0)[
+        "launchRun"
+    ]
     assert result["__typename"] == "LaunchRunSuccess", (submission, result)
     return result["run"]["runId"]
 
@@ -263,7 +229,7 @@ def _poll(server: DevServer, what: str, timeout_s: float, done: Any) -> None:
     deadline = time.monotonic() + timeout_s
     while not done():
         if server.process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s:.0f} s\n{_tail(server.log)}")
+            pytest.fail(f"{what}: not within {timeout_s:.0f} s\n{tail(server.log)}")
         time.sleep(0.5)
 
 

@@ -13,10 +13,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -27,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.servers import free_port, graphql, stop_process_group, tail
 from tests.fixtures.shell import REPO, shell, user_environment
 
 SERVER_START_TIMEOUT_S = 90.0
@@ -100,30 +98,6 @@ query LatestCheckExecution($assetKey: AssetKeyInput!, $checkName: String!, $part
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tail(path: Path, n_chars: int = 3000) -> str:
-    return path.read_text(errors="replace")[-n_chars:] if path.exists() else ""
-
-
-def _stop(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
-    """SIGINT to the process group (as Ctrl-C would), SIGKILL if it does not exit."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=timeout_s)
-    except ProcessLookupError:
-        pass
-
-
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a webserver on an instance holding kappa_maps[109] and tiles[109|200]."""
@@ -133,7 +107,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     demo = shell("python -m lensing_assets.demo --sims 109 --lmax 200 --train", env, timeout=600)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
 
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     out, err = tmp / "webserver.out", tmp / "webserver.err"
     command = (
@@ -153,7 +127,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
             if process.poll() is not None:
-                pytest.fail(f"webserver exited with {process.returncode}:\n{_tail(err)}")
+                pytest.fail(f"webserver exited with {process.returncode}:\n{tail(err)}")
             try:
                 with urllib.request.urlopen(f"{base_url}/server_info", timeout=5) as response:
                     if response.status == 200:
@@ -161,23 +135,11 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except (urllib.error.URLError, OSError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"webserver not up after {SERVER_START_TIMEOUT_S:.0f} s:\n{_tail(err)}")
+                pytest.fail(f"webserver not up after {SERVER_START_TIMEOUT_S:.0f} s:\n{tail(err)}")
             time.sleep(0.5)
         yield base_url
     finally:
-        _stop(process)
-
-
-def _graphql(base_url: str, query: str, variables: dict[str, Any] | None = None) -> dict:
-    request = urllib.request.Request(
-        f"{base_url}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body = json.load(response)
-    assert not body.get("errors"), body["errors"]
-    return body["data"]
+        stop_process_group(process)
 
 
 def _by_label(entries: list[dict]) -> dict[str, dict]:
@@ -186,13 +148,13 @@ def _by_label(entries: list[dict]) -> dict[str, dict]:
 
 @pytest.mark.slow
 def test_graphql_serves_assets_partitions_and_metadata(webserver: str) -> None:
-    nodes = _graphql(webserver, ASSET_NODES_QUERY)["assetNodes"]
+    nodes = graphql(webserver, ASSET_NODES_QUERY)["assetNodes"]
     by_key = {"/".join(node["assetKey"]["path"]): node for node in nodes}
     assert set(by_key) >= EXPECTED_ASSETS, sorted(by_key)
     assert TILES_KEY in by_key["tiles"]["partitionKeys"]
     assert "109" in by_key["kappa_maps"]["partitionKeys"]
 
-    tiles = _graphql(
+    tiles = graphql(
         webserver,
         MATERIALIZATION_QUERY,
         {"assetKey": {"path": ["tiles"]}, "partitions": [TILES_KEY]},
@@ -212,7 +174,7 @@ def test_graphql_serves_assets_partitions_and_metadata(webserver: str) -> None:
     assert PNG_DATA_URI in metadata[IMAGE_ENTRY]["mdStr"]
 
     # The asset checks' metadata is served too: the spectra plot of kappa_maps[109].
-    (execution,) = _graphql(
+    (execution,) = graphql(
         webserver,
         CHECK_EXECUTION_QUERY,
         {
@@ -348,7 +310,7 @@ def test_asset_page_in_headless_chromium(
         deadline = time.monotonic() + PAGE_TIMEOUT_S
         while not (active_port.exists() and len(active_port.read_text().splitlines()) >= 2):
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Chromium did not start:\n{_tail(chromium_err)}")
+                pytest.fail(f"Chromium did not start:\n{tail(chromium_err)}")
             time.sleep(0.1)
         port = int(active_port.read_text().splitlines()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
@@ -391,7 +353,7 @@ def test_asset_page_in_headless_chromium(
             assert size["height"] >= 100
             image_page = page.screenshot(tmp_path / "tiles_gallery.png")
     finally:
-        _stop(process, timeout_s=10)
+        stop_process_group(process, timeout_s=10)
 
     stable = tmp_path_factory.getbasetemp() / "screenshots"
     stable.mkdir(exist_ok=True)
