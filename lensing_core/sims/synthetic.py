@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import glass
 import numpy as np
 
+from lensing_core.sims.catalog import FIDUCIAL_PARAMS
 from lensing_core.sims.theory import (
     des_y3_like_nz,
     hilbert2011_shift,
@@ -32,20 +33,23 @@ logger = logging.getLogger(__name__)
 
 #: Version of the recipe of :func:`synthetic_kappa` (theory spectra, n(z), shifts,
 #: GLASS lognormal sampling), recorded in the provenance metadata of the maps. Bump it whenever
-#: the same inputs would give other maps.
-SYNTHETIC_RECIPE_VERSION = "1"
+#: the same inputs would give other maps. 2: the default shift became ``"hilbert2011_scaled"``.
+SYNTHETIC_RECIPE_VERSION = "2"
 
-ShiftChoice = Literal["hilbert2011", "empty_beam"]
+ShiftChoice = Literal["hilbert2011_scaled", "hilbert2011", "empty_beam"]
 
-#: Names of the lognormal shift recipes accepted by :func:`lognormal_shifts`.
-SHIFT_CHOICES: tuple[str, ...] = ("hilbert2011", "empty_beam")
+#: Names of the lognormal shift recipes accepted by :func:`lognormal_shifts`, the default first.
+SHIFT_CHOICES: tuple[str, ...] = ("hilbert2011_scaled", "hilbert2011", "empty_beam")
+#: The default recipe: the Hilbert et al. (2011) calibration carried to every cosmology by
+#: the empty-beam scaling (see :func:`lognormal_shifts`).
+DEFAULT_SHIFT: ShiftChoice = "hilbert2011_scaled"
 
 
 def lognormal_shifts(
     params: Mapping[str, float],
     nz: tuple[FloatArray, FloatArray],
     *,
-    shift: ShiftChoice = "hilbert2011",
+    shift: ShiftChoice = DEFAULT_SHIFT,
 ) -> FloatArray:
     r"""
     Lognormal shift parameter of each tomographic bin.
@@ -57,8 +61,14 @@ def lognormal_shifts(
     nz
         ``(z, n)`` with ``n`` of shape ``(n_bins, n_z)``.
     shift
+        ``"hilbert2011_scaled"`` (the default): the Hilbert et al. (2011) fit
+        times the ratio of the empty-beam convergence at *params* to the one at
+        the fiducial cosmology (:data:`~lensing_core.sims.catalog.FIDUCIAL_PARAMS`),
+        :math:`\lambda_i = \lambda^{\rm H}_i \, \kappa^{\rm eb}_i(p) /
+        \kappa^{\rm eb}_i(p_{\rm fid})`.
         ``"hilbert2011"``: the Hilbert et al. (2011) fit at each bin's mean
-        redshift (:func:`~lensing_core.sims.theory.hilbert2011_shift`).
+        redshift (:func:`~lensing_core.sims.theory.hilbert2011_shift`), the same
+        for every cosmology (the default of recipe version 1).
         ``"empty_beam"``: the magnitude of the empty-beam convergence
         (:func:`~lensing_core.sims.theory.kappa_empty_beam`).
 
@@ -74,12 +84,31 @@ def lognormal_shifts(
 
     Notes
     -----
-    The Hilbert shift is calibrated on ray-traced convergence and sits at
-    about 0.55-0.7 times the empty-beam value for these bins, so its maps are
-    more skewed; it always lies inside the physical bound (kappa above minus
-    the empty-beam value). The empty-beam shift scales with
-    :math:`\Omega_m` but gives too little skewness compared with simulations.
+    The skewness of a lognormal map is :math:`S_3 = \langle\kappa^3\rangle /
+    \langle\kappa^2\rangle^2 \approx 3 / \lambda` to leading order, and the
+    smallest physical convergence is minus the empty-beam value
+    :math:`\kappa^{\rm eb} \propto \Omega_m`.
+
+    The Hilbert shift is calibrated on ray-traced convergence of one cosmology
+    and sits at 0.54-0.68 times the empty-beam value at the fiducial for these
+    bins. Alone it is the same for every cosmology, so the maps' skewness
+    carries no :math:`\Omega_m` information (perturbation theory has
+    :math:`S_3 \propto 1/\Omega_m`), and at low :math:`\Omega_m` it exceeds
+    the empty-beam value, letting kappa go below its physical minimum
+    (:math:`\Omega_m = 0.15`, bins 1-2: 0.0055 and 0.0109 against 0.0043 and
+    0.0098).
+
+    The default keeps the Hilbert calibration at the fiducial and carries it
+    to other cosmologies with the empty-beam scaling: :math:`S_3` then scales
+    like :math:`1/\kappa^{\rm eb} \sim 1/\Omega_m`, and
+    :math:`\lambda_i / \kappa^{\rm eb}_i` is the fiducial ratio (< 0.7) for
+    every cosmology, so :math:`\kappa \ge -\lambda > -\kappa^{\rm eb}`
+    everywhere. The empty-beam shift also scales with :math:`\Omega_m` but
+    gives too little skewness compared with simulations.
     """
+    if shift == "hilbert2011_scaled":
+        fiducial = kappa_empty_beam(FIDUCIAL_PARAMS, nz)
+        return hilbert2011_shift(nz) * kappa_empty_beam(params, nz) / fiducial
     if shift == "hilbert2011":
         return hilbert2011_shift(nz)
     if shift == "empty_beam":
@@ -95,7 +124,7 @@ def synthetic_kappa(
     rng: np.random.Generator,
     lmax: int | None = None,
     nz: tuple[FloatArray, FloatArray] | None = None,
-    shift: ShiftChoice = "hilbert2011",
+    shift: ShiftChoice = DEFAULT_SHIFT,
 ) -> FloatArray:
     r"""
     Correlated lognormal full-sky convergence maps, one per tomographic bin.
@@ -116,7 +145,9 @@ def synthetic_kappa(
         ``(z, n)`` with ``n`` of shape ``(n_bins, n_z)``;
         :func:`~lensing_core.sims.theory.des_y3_like_nz` if not given.
     shift
-        Lognormal shift recipe, see :func:`lognormal_shifts`.
+        Lognormal shift recipe, see :func:`lognormal_shifts`; the default
+        ``"hilbert2011_scaled"`` makes the skewness scale like
+        :math:`1/\Omega_m` and keeps the maps above minus the empty-beam value.
 
     Returns
     -------
@@ -139,7 +170,8 @@ def synthetic_kappa(
     Raises
     ------
     ValueError
-        If *nside* is not a power of two or *lmax* is outside ``[2, 3 nside - 1]``.
+        If *nside* is not a power of two, *lmax* is outside ``[2, 3 nside - 1]``
+        or *shift* is not one of :data:`SHIFT_CHOICES`.
     """
     if nside < 1 or nside & (nside - 1):
         msg = f"nside must be a positive power of two, got {nside}"

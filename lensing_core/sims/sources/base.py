@@ -36,6 +36,9 @@ class SourceSettings:
         Folder of Gower Street simulation directories (``LENSING_SIMS_DIR``).
     nz_fits
         DES 2pt FITS file with the ``NZ_SOURCE`` n(z) (``LENSING_NZ_FITS``).
+    synthetic_shift
+        Lognormal shift recipe of the synthetic source (``LENSING_SYNTHETIC_SHIFT``), one of
+        :data:`lensing_core.sims.synthetic.SHIFT_CHOICES`.
     """
 
     name: str = "synthetic"
@@ -45,6 +48,7 @@ class SourceSettings:
     catalog_csv: Path | None = None
     sims_dir: Path | None = None
     nz_fits: Path | None = None
+    synthetic_shift: str = "hilbert2011_scaled"
 
 
 def select_suite(base: SimCatalog, suite: str) -> SimCatalog:
@@ -122,7 +126,8 @@ class KappaSource(ABC):
 
         Returns
         -------
-            Maps ``(4, npix)``, RING ordering, one nside; and a JSON-ready record.
+            Maps ``(4, npix)``, RING ordering, one nside; and a JSON-ready record, with
+            :meth:`band_limit` as ``band_limit``.
 
         Raises
         ------
@@ -131,6 +136,16 @@ class KappaSource(ABC):
         ValueError
             An input is corrupt or invalid (the message names the sim and the file).
         """
+
+    def band_limit(self) -> int | None:
+        """
+        The largest multipole the maps hold signal at, or ``None`` if not known.
+
+        ``None`` (the default) means the maps are taken as full resolution: signal up to
+        ``3 nside - 1``. :meth:`load` records it as ``band_limit`` in its provenance, and
+        tiles at a larger lmax are refused (:func:`lensing_core.products.check_band_limit`).
+        """
+        return None
 
     def discover(self) -> list[int]:
         """The sims the source holds now, sorted (the catalog's, unless overridden)."""

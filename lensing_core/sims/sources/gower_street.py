@@ -118,6 +118,7 @@ class GowerStreetSource(KappaSource):
         return maps, {
             **self.describe(),
             "sim_dir": str(sim_dir),
+            "band_limit": self.band_limit(),
             "sha256": inputs,
             "n_shell_files": len(shells),
             "shell_bytes": sum(p.stat().st_size for p in shells),

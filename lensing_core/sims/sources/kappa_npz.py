@@ -90,7 +90,12 @@ class KappaNpzSource(KappaSource):
         arrays, _ = read_npz(path, KAPPA_KEYS, what=what)
         maps = stack_kappa_bins(arrays, what=f"{what} ({path})")
         check_maps(maps, what=f"{what} ({path})")
-        return maps, {**self.describe(), "file": str(path), "sha256": file_sha256(path)}
+        return maps, {
+            **self.describe(),
+            "file": str(path),
+            "band_limit": self.band_limit(),
+            "sha256": file_sha256(path),
+        }
 
     def input_files(self, sim_id: int) -> list[Path]:
         """The sim's ``kappa_maps.npz``."""

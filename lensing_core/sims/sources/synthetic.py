@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from lensing_core.sims.catalog import (
     synthetic_catalog,
 )
 from lensing_core.sims.sources.base import KappaSource, SourceSettings
+
+if TYPE_CHECKING:
+    from lensing_core.sims.synthetic import ShiftChoice
 
 SYNTHETIC_SEED_TAG = 7310  # separates the synthetic-map stream from other uses of a sim id
 
@@ -33,11 +36,15 @@ class SyntheticSource(KappaSource):
         Output resolution.
     lmax
         Band limit of the generated fields; ``2 * nside`` if not given.
+    shift
+        Lognormal shift recipe, one of :data:`lensing_core.sims.synthetic.SHIFT_CHOICES`
+        (see :func:`lensing_core.sims.synthetic.lognormal_shifts`).
     """
 
     catalog: SimCatalog
     nside: int = 1024
     lmax: int | None = None
+    shift: str = "hilbert2011_scaled"
 
     name = "synthetic"
 
@@ -51,8 +58,12 @@ class SyntheticSource(KappaSource):
 
     @classmethod
     def with_catalog(cls, settings: SourceSettings, catalog: SimCatalog) -> SyntheticSource:
-        """The source at ``settings.nside``."""
-        return cls(catalog, nside=settings.nside)
+        """The source at ``settings.nside`` with the shift recipe ``settings.synthetic_shift``."""
+        return cls(catalog, nside=settings.nside, shift=settings.synthetic_shift)
+
+    def band_limit(self) -> int:
+        """The band limit of the generated fields: ``lmax``, or ``2 * nside``."""
+        return self.lmax or 2 * self.nside
 
     def describe(self) -> dict[str, Any]:
         """Source settings for metadata."""
@@ -61,7 +72,8 @@ class SyntheticSource(KappaSource):
         return {
             "source": self.name,
             "nside": self.nside,
-            "lmax": self.lmax or 2 * self.nside,
+            "lmax": self.band_limit(),
+            "shift": self.shift,
             "recipe_version": SYNTHETIC_RECIPE_VERSION,
             "catalog": self.catalog.name,
         }
@@ -72,5 +84,15 @@ class SyntheticSource(KappaSource):
 
         params = self.catalog[sim_id]
         rng = np.random.default_rng([SYNTHETIC_SEED_TAG, sim_id])
-        maps = synthetic_kappa(params, nside=self.nside, rng=rng, lmax=self.lmax)
-        return maps, {**self.describe(), "seed": [SYNTHETIC_SEED_TAG, sim_id]}
+        maps = synthetic_kappa(
+            params,
+            nside=self.nside,
+            rng=rng,
+            lmax=self.lmax,
+            shift=cast("ShiftChoice", self.shift),  # an unknown name is a ValueError there
+        )
+        return maps, {
+            **self.describe(),
+            "band_limit": self.band_limit(),
+            "seed": [SYNTHETIC_SEED_TAG, sim_id],
+        }

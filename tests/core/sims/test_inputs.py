@@ -55,6 +55,29 @@ def test_synthetic_version_follows_recipe_and_parameters() -> None:
     assert source.input_files(109) == []
 
 
+def test_synthetic_version_follows_shift_recipe_and_recipe_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shift recipe and the recipe version are in the settings the version hashes."""
+    from lensing_core.sims import synthetic
+
+    catalog = synthetic_catalog(110)
+    source = SyntheticSource(catalog, nside=64)
+    described = source.describe()
+    assert described["shift"] == "hilbert2011_scaled"
+    assert described["recipe_version"] == synthetic.SYNTHETIC_RECIPE_VERSION == "2"
+    version = input_version(source, 109)
+    versions = {
+        input_version(SyntheticSource(catalog, nside=64, shift=shift), 109)
+        for shift in synthetic.SHIFT_CHOICES
+    }
+    assert len(versions) == len(synthetic.SHIFT_CHOICES)
+    assert version in versions
+    monkeypatch.setattr(synthetic, "SYNTHETIC_RECIPE_VERSION", "1")
+    assert source.describe()["recipe_version"] == "1"
+    assert input_version(source, 109) != version
+
+
 def test_kappa_npz_version_is_the_file_content(tmp_path: Path) -> None:
     path = _write_npz(tmp_path, 3)
     _write_npz(tmp_path, 4)
@@ -63,6 +86,7 @@ def test_kappa_npz_version_is_the_file_content(tmp_path: Path) -> None:
     cache = FileHashCache()
     v3, v4 = input_version(source, 3, cache=cache), input_version(source, 4, cache=cache)
     assert v3 != v4
+    assert source.load(3)[1]["band_limit"] is None  # full resolution, as far as is known
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same content
     assert input_version(source, 3, cache=FileHashCache()) == v3
@@ -131,5 +155,7 @@ def test_kappa_file_records_the_input_version(tmp_path: Path) -> None:
     root = DataRoot(tmp_path)
     meta = make_kappa(root, source, 109).record
     assert meta["input_version"] == input_version(source, 109)
+    provenance = meta["provenance"]
+    assert (provenance["shift"], provenance["band_limit"]) == ("hilbert2011_scaled", 64)
     _, stored = root.read_kappa(109)
     assert stored["input_version"] == meta["input_version"]
