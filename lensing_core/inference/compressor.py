@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812 (torch's convention)
 
 from lensing_core.dataset.normalization import NormStats
-from lensing_core.inference.config import CompressorConfig
+from lensing_core.inference.config import SYMMETRY_GROUPS, CompressorConfig
 from lensing_core.io import InputMissingError
 
 logger = logging.getLogger(__name__)
@@ -66,17 +66,48 @@ def build_backbone(cfg: CompressorConfig, in_chans: int = 4) -> nn.Sequential:
     return nn.Sequential(OrderedDict(backbone=backbone, head=head))
 
 
+#: The 8 symmetries of a square pixel grid as operations on the last two axes ``(..., x, y)``
+#: of a tile (``x``, ``y``: NESTED coordinates on the HEALPix face, see
+#: :func:`lensing_core.sky.healpix.face_ring_indices`; ``(0, 0)`` is the face's south corner,
+#: ``(n-1, n-1)`` its north corner, ``(n-1, 0)`` its east corner). ``rot90``, ``rot180``,
+#: ``rot270``: ``torch.rot90`` with ``k`` = 1, 2, 3 on ``dims=(-2, -1)``. ``flip_lr``:
+#: ``y -> n-1-y``; ``flip_ud``: ``x -> n-1-x``. ``transpose``: ``(x, y) -> (y, x)``, the
+#: reflection about the south-north diagonal; ``antitranspose``: ``(x, y) -> (n-1-y, n-1-x)``,
+#: the reflection about the east-west diagonal. The groups are :data:`SYMMETRY_GROUPS`.
+SYMMETRY_ELEMENTS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "identity": lambda t: t,
+    "rot90": lambda t: torch.rot90(t, 1, dims=(-2, -1)),
+    "rot180": lambda t: torch.rot90(t, 2, dims=(-2, -1)),
+    "rot270": lambda t: torch.rot90(t, 3, dims=(-2, -1)),
+    "flip_lr": lambda t: t.flip(-1),
+    "flip_ud": lambda t: t.flip(-2),
+    "transpose": lambda t: t.transpose(-2, -1),
+    "antitranspose": lambda t: t.flip(-2, -1).transpose(-2, -1),
+}
+
+
 def augment_tiles(
-    tiles: torch.Tensor, *, rolls: bool = False, generator: torch.Generator | None = None
+    tiles: torch.Tensor,
+    *,
+    symmetries: str = "face",
+    rolls: bool = False,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """
-    Each tile independently transformed by a random symmetry of the square.
+    Each tile independently transformed by a random symmetry of a HEALPix face (or square).
 
     Parameters
     ----------
     tiles
-        Shape ``(batch, n_bins, n_pix, n_pix)``, any device; all bins of a tile get the same
-        transformation.
+        Shape ``(batch, n_bins, n_pix, n_pix)`` in the NESTED face layout, any device; all
+        bins of a tile get the same transformation.
+    symmetries
+        A key of :data:`SYMMETRY_GROUPS`. ``"face"``: uniform over the 4 exact symmetries of
+        an equatorial HEALPix face (identity, ``transpose``, ``antitranspose``, ``rot180``).
+        ``"square"``: uniform over the 8 symmetries of the square, drawn exactly as before
+        the face group existed (the same generator gives the same output), the earlier
+        published pipeline's choice; its turns by 90 degrees and single-axis flips swap the
+        face's unequal diagonals and stretch it by about 8.5%.
     rolls
         Also roll each tile circularly by random offsets along both pixel axes.
     generator
@@ -85,20 +116,33 @@ def augment_tiles(
 
     Returns
     -------
-        A new tensor of the same shape: ``rot90(k)`` with ``k`` uniform in 0..3, after a
-        left-right flip with probability 1/2 (together the 8 elements of the dihedral group),
-        then the rolls.
+        A new tensor of the same shape: one element of the group
+        (:data:`SYMMETRY_ELEMENTS`) per tile, then the rolls.
+
+    Raises
+    ------
+    ValueError
+        Tiles that are not square ``(batch, n_bins, n, n)``, or an unknown *symmetries*.
     """
     if tiles.ndim != 4 or tiles.shape[-1] != tiles.shape[-2]:
         raise ValueError(f"expected square tiles (batch, n_bins, n, n), got {tuple(tiles.shape)}")
+    if symmetries not in SYMMETRY_GROUPS:
+        msg = f"unknown symmetries {symmetries!r}; choose one of {tuple(SYMMETRY_GROUPS)}"
+        raise ValueError(msg)
+    group = SYMMETRY_GROUPS[symmetries]
     n_batch, n_pix, device = tiles.shape[0], tiles.shape[-1], tiles.device
-    turns = torch.randint(0, 4, (n_batch,), generator=generator)
-    flip = torch.rand(n_batch, generator=generator) < 0.5
-    out = torch.where(flip.to(device)[:, None, None, None], tiles.flip(-1), tiles)
-    for k in (1, 2, 3):
-        sel = torch.nonzero(turns == k).squeeze(1).to(device)
+    if symmetries == "square":
+        # the draws of the original implementation: rot90(k) after a flip_lr with p = 1/2
+        turns = torch.randint(0, 4, (n_batch,), generator=generator)
+        flip = torch.rand(n_batch, generator=generator) < 0.5
+        choice = turns + 4 * flip.long()
+    else:
+        choice = torch.randint(0, len(group), (n_batch,), generator=generator)
+    out = torch.empty_like(tiles)
+    for index, name in enumerate(group):
+        sel = torch.nonzero(choice == index).squeeze(1).to(device)
         if len(sel):
-            out[sel] = torch.rot90(out[sel], k, dims=(-2, -1))
+            out[sel] = SYMMETRY_ELEMENTS[name](tiles[sel])
     if rolls:
         # torch.roll takes one shift for the whole tensor: gather with per-tile shifted indices
         shift = torch.randint(0, n_pix, (n_batch, 2), generator=generator).to(device)
@@ -142,7 +186,9 @@ class CompressorModule(L.LightningModule):
     -----
     Training loss: MSE between the network output and the standardised parameters plus
     Gaussian noise of std ``config.target_noise_std``, on tiles standardised and augmented
-    by :func:`augment_tiles`. Validation loss (``val_loss``): the same without noise or
+    by :func:`augment_tiles` with the group ``config.symmetries`` (by default the 4 exact
+    symmetries of a HEALPix face; ``"square"``, the 8 of the square, reproduces the earlier
+    published pipeline). Validation loss (``val_loss``): the same without noise or
     augmentation. Weight decay applies to weights of rank >= 2 only, not to biases and
     normalisation parameters.
     """
@@ -205,7 +251,7 @@ class CompressorModule(L.LightningModule):
         x = self.normalize(tiles.float())
         y = (theta.float() - self.theta_mean) / self.theta_std  # (batch, n_params)
         if train:
-            x = augment_tiles(x, rolls=self.cfg.augment_rolls)
+            x = augment_tiles(x, symmetries=self.cfg.symmetries, rolls=self.cfg.augment_rolls)
             y = y + self.cfg.target_noise_std * torch.randn_like(y)
         return F.mse_loss(self(x).float(), y)
 
