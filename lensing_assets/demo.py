@@ -12,6 +12,7 @@ status is 1 if a partition failed or a check did not pass.
 
 import argparse
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -70,7 +71,7 @@ def _report(root: DataRoot, key: str) -> bool:
     calib, r2 = record["calibration"], record["r2_test"]
     ratio = record["fom_fiducial_median"] / record["fom_prior"]
     checks = {
-        f"test R^2 of S8 > {MIN_R2_S8}": r2["S8"] > MIN_R2_S8,
+        f"test R^2 of S8 > {MIN_R2_S8}": (r2.get("S8") or -math.inf) > MIN_R2_S8,
         f"fiducial FoM > {MIN_FOM_OVER_PRIOR:g} x prior FoM": ratio > MIN_FOM_OVER_PRIOR,
     }
     _say(f"FoM report {key}: {_shown(path)}")
@@ -88,7 +89,15 @@ def _report(root: DataRoot, key: str) -> bool:
         f"  calibration on {calib['n_test']} test tiles: {calib['coverage_68']:.2f} inside "
         f"the 68% ellipse, {calib['coverage_95']:.2f} inside the 95% ellipse"
     )
-    _say("  compressor test R^2: " + ", ".join(f"{p} {v:.3f}" for p, v in r2.items()))
+    _say(
+        "  compressor test R^2: "
+        + ", ".join(f"{p} {'n/a' if v is None else f'{v:.3f}'}" for p, v in r2.items())
+    )
+    sims = record["n_sims"]
+    _say(
+        f"  split ({record['split_kind']}): sims per set "
+        + ", ".join(f"{name} {n}" for name, n in sims.items())
+    )
     for name, ok in checks.items():
         _say(f"  check {name}: {'pass' if ok else 'FAIL'}")
     return all(checks.values())

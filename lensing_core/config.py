@@ -15,12 +15,22 @@ frozen dataclasses. The variables:
 ``LENSING_CATALOG_CSV``         parameter table in the ``gower_street_runs.csv`` format
                                 (required by ``gower_street``, optional otherwise)
 ``LENSING_NZ_FITS``             ``gower_street``: DES 2pt FITS file with the ``NZ_SOURCE`` n(z)
+``LENSING_SYNTHETIC_SHIFT``     ``synthetic``: lognormal shift recipe, ``hilbert2011_scaled``
+                                (default), ``hilbert2011`` or ``empty_beam``
+                                (:func:`lensing_core.sims.synthetic.lognormal_shifts`)
 ``LENSING_TILE_SCHEME``         ``belts`` (default) or ``legacy``
 ``LENSING_NOISE_CONVENTION``    ``per_component`` (default) or ``legacy``
 ``LENSING_NTHREADS``            threads of the harmonic transforms (default: every core)
+``LENSING_NOISE_REALIZATIONS``  noise realisations per (sim, noise level) in the tiles
+                                (default 4; 1 is the earlier single noise map)
+``LENSING_SPLIT``               ``sim`` (default: whole sims per training, validation and
+                                test set) or ``tile`` (the earlier tile-level 70/25/5 split)
 ``LENSING_TRAINING_PRESET``     compressor settings: ``full`` (default, EfficientNetV2-S) or
                                 ``cpu_demo`` (``test_efficientnet``, minutes on a CPU)
 ``LENSING_ACCELERATOR``         where models train: ``auto`` (default), ``cpu``, ``gpu``
+``LENSING_SYMMETRIES``          augmentation of both models: ``face`` (default, the 4 exact
+                                symmetries of a HEALPix face) or ``square`` (the 8 of the
+                                square, the earlier published pipeline's choice)
 ``LENSING_HF_REPO_ID``          Hub dataset repository to push the revision to (optional; the
                                 token is read from ``HF_TOKEN`` when pushing, never stored)
 ``LENSING_AUTOMATION``          ``on`` (default) or ``off``: whether the sensors and the
@@ -33,13 +43,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lensing_core.dataset.hf import HubTarget
-from lensing_core.inference.config import ACCELERATORS, COMPRESSOR_PRESETS, TrainingSettings
+from lensing_core.dataset.splits import SPLIT_KINDS, SplitSpec
+from lensing_core.inference.config import (
+    ACCELERATORS,
+    COMPRESSOR_PRESETS,
+    SYMMETRY_GROUPS,
+    TrainingSettings,
+)
 from lensing_core.sims.catalog import parse_suite
 from lensing_core.sims.sources import KappaSource, SourceSettings, source_class
+from lensing_core.sims.synthetic import SHIFT_CHOICES
 from lensing_core.sky.noise import NOISE_CONVENTIONS
 from lensing_core.sky.rotations import SCHEMES
 from lensing_core.sky.tiles import TilingOptions
@@ -102,6 +119,7 @@ class PlatformSettings:
         _check_choice("LENSING_NOISE_CONVENTION", self.tiling.noise_convention, NOISE_CONVENTIONS)
         _check_choice("LENSING_TRAINING_PRESET", self.training.preset, tuple(COMPRESSOR_PRESETS))
         _check_choice("LENSING_ACCELERATOR", self.training.accelerator, ACCELERATORS)
+        _check_choice("LENSING_SYNTHETIC_SHIFT", self.source.synthetic_shift, SHIFT_CHOICES)
         source_class(self.source.name).check_settings(self.source)
         parse_suite(self.source.suite)
 
@@ -125,8 +143,12 @@ class PlatformSettings:
             return Path(value).expanduser().resolve() if value else None
 
         automation = text("LENSING_AUTOMATION", "on").lower()
+        symmetries = text("LENSING_SYMMETRIES", "face").lower()
+        _check_choice("LENSING_SYMMETRIES", symmetries, tuple(SYMMETRY_GROUPS))
         _check_choice("LENSING_AUTOMATION", automation, ("on", "off"))
         nthreads = _integer(env, "LENSING_NTHREADS", None)
+        split = text("LENSING_SPLIT", "sim").lower()
+        _check_choice("LENSING_SPLIT", split, SPLIT_KINDS)
         return cls(
             data_root=path("LENSING_DATA_ROOT") or default_data_root(),
             source=SourceSettings(
@@ -137,15 +159,21 @@ class PlatformSettings:
                 catalog_csv=path("LENSING_CATALOG_CSV"),
                 sims_dir=path("LENSING_SIMS_DIR"),
                 nz_fits=path("LENSING_NZ_FITS"),
+                synthetic_shift=text("LENSING_SYNTHETIC_SHIFT", "hilbert2011_scaled"),
             ),
             tiling=TilingOptions(
                 scheme=text("LENSING_TILE_SCHEME", "belts"),
                 noise_convention=text("LENSING_NOISE_CONVENTION", "per_component"),
                 nthreads=nthreads,
+                noise_realizations=_integer(env, "LENSING_NOISE_REALIZATIONS", 4) or 4,
             ),
-            training=TrainingSettings.from_preset(
-                _preset(text("LENSING_TRAINING_PRESET", "full")),
-                accelerator=text("LENSING_ACCELERATOR", "auto"),
+            training=replace(
+                TrainingSettings.from_preset(
+                    _preset(text("LENSING_TRAINING_PRESET", "full")),
+                    accelerator=text("LENSING_ACCELERATOR", "auto"),
+                    symmetries=symmetries,
+                ),
+                split=SplitSpec(kind=split),
             ),
             hub=HubTarget(repo_id=text("LENSING_HF_REPO_ID", "") or None),
             automation=AutomationSettings(

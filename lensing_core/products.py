@@ -33,7 +33,7 @@ from lensing_core.validation import KappaValidation, read_kappa_for_checks, vali
 #: Code versions of the per-partition products: bump one when its output would change, and
 #: the automation rebuilds every partition of that asset (the Dagster assets declare them).
 KAPPA_CODE_VERSION = "kappa-1"
-TILES_CODE_VERSION = "tiles-1"
+TILES_CODE_VERSION = "tiles-2"  # 2: several noise realisations per (sim, noise level)
 DEFAULT_TILING = TilingOptions()
 #: The tile gallery shows the tiles a DES Y3-like survey would see.
 GALLERY_NOISE = "des_y3"
@@ -76,7 +76,7 @@ class TilesResult:
     record
         The metadata written with the tiles, and the seconds it took.
     tiles
-        ``{noise_level: (12, 4, n, n) float32}``: what was written.
+        ``{noise_level: (12, 4, n, n) float32}``: realisation 0 of what was written.
     """
 
     path: Path
@@ -182,6 +182,38 @@ def _analysis_for_tiles(
     return _analyse(maps, options), nside, meta
 
 
+def check_band_limit(sim_id: int, lmax: int, band_limit: int | None, *, source: str) -> None:
+    """
+    Refuse tiles at an lmax above the band limit of the maps they are cut from.
+
+    Parameters
+    ----------
+    sim_id, lmax
+        The tile partition.
+    band_limit
+        The largest multipole the sim's maps hold signal at (``band_limit`` in the kappa
+        file's provenance, :meth:`lensing_core.sims.sources.KappaSource.band_limit`);
+        ``None``: not known, the maps are taken as full resolution.
+    source
+        The source the maps came from, for the message.
+
+    Raises
+    ------
+    ValueError
+        If ``lmax > band_limit``: the tiles would hold noise but no signal at
+        ``band_limit < ell <= lmax``. The message names the sim, the band limit and lmax.
+    """
+    if band_limit is None or lmax <= int(band_limit):
+        return
+    hint = " (synthetic maps: LENSING_NSIDE >= lmax / 2)" if source == "synthetic" else ""
+    msg = (
+        f"the {source} source's maps of sim {sim_id} are band-limited at ell = {band_limit}, "
+        f"below lmax {lmax}: tiles would have no signal at {band_limit} < ell <= {lmax}; "
+        f"use lmax <= {band_limit} or maps band-limited at ell >= {lmax}{hint}"
+    )
+    raise ValueError(msg)
+
+
 def make_tiles(
     root: DataRoot,
     sim_id: int,
@@ -200,7 +232,9 @@ def make_tiles(
     sim_id, lmax
         The partition; the sim id also seeds the noise.
     options
-        Scheme, noise convention, analysis iterations and threads.
+        Scheme, noise convention, analysis iterations, threads and the number of noise
+        realisations (each noisy level gets ``options.noise_realizations``, seeded from
+        (sim, noise level, r)).
     missing_hint
         Appended to the error if the kappa file does not exist.
 
@@ -224,6 +258,10 @@ def make_tiles(
     start = time.perf_counter()
     try:
         alm, nside_in, kappa_meta = _analysis_for_tiles(root, sim_id, lmax, options, missing_hint)
+        provenance = kappa_meta.get("provenance", {})
+        check_band_limit(
+            sim_id, lmax, provenance.get("band_limit"), source=provenance.get("source", "kappa")
+        )
         by_key = tiles_from_alm(
             alm,
             [lmax],
@@ -233,15 +271,17 @@ def make_tiles(
             seed=sim_id,
             noise_convention=options.noise_convention,
             nthreads=options.nthreads,
+            realizations=options.noise_realizations,
         )
     except InputMissingError:
         raise
     except ValueError as err:
         msg = f"tiles of sim {sim_id} at lmax {lmax} from {root.kappa_path(sim_id)}: {err}"
         raise ValueError(msg) from err
-    by_noise = {noise: by_key[lmax, noise] for noise in NOISE_LEVELS}
+    by_noise = {noise: by_key[lmax, noise] for noise in NOISE_LEVELS}  # (R, 12, 4, n, n)
+    first = {noise: tiles[0] for noise, tiles in by_noise.items()}  # realisation 0
     summary = tile_summary(
-        by_noise,
+        first,
         lmax=lmax,
         nside_in=nside_in,
         scheme=options.scheme,
@@ -253,9 +293,10 @@ def make_tiles(
         "source": kappa_meta.get("provenance", {}),
         "params": kappa_meta.get("params", {}),
         **summary,
+        "noise_realizations": {noise: len(tiles) for noise, tiles in by_noise.items()},
     }
     path = root.write_tiles(sim_id, lmax, by_noise, meta)
-    return TilesResult(path, {**meta, "seconds": round(time.perf_counter() - start, 2)}, by_noise)
+    return TilesResult(path, {**meta, "seconds": round(time.perf_counter() - start, 2)}, first)
 
 
 @dataclass(frozen=True)

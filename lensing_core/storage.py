@@ -43,6 +43,11 @@ def config_dir_name(lmax: int, noise_level: str) -> str:
     return f"lmax_{lmax}_{noise_level}"
 
 
+def _tiles_key(noise_level: str, realization: int) -> str:
+    """Array name of one noise realisation in a tile file (realisation 0: ``tiles_{noise}``)."""
+    return f"tiles_{noise_level}" + (f"_r{realization}" if realization else "")
+
+
 def stack_kappa_bins(arrays: Mapping[str, np.ndarray], *, what: str) -> FloatArray:
     """
     Stack ``kappa_bin0..3`` into ``(4, npix)``.
@@ -353,9 +358,35 @@ class DataRoot:
     def write_tiles(
         self, sim_id: int, lmax: int, tiles: Mapping[str, FloatArray], metadata: Mapping[str, Any]
     ) -> Path:
-        """Write ``tiles_{noise}`` arrays of one (sim, lmax) atomically."""
-        arrays = {f"tiles_{noise}": np.asarray(t, dtype=np.float32) for noise, t in tiles.items()}
-        return write_npz(self.tiles_path(sim_id, lmax), arrays, metadata, tmp_root=self.tmp_root)
+        """
+        Write the tiles of one (sim, lmax) atomically.
+
+        Parameters
+        ----------
+        sim_id, lmax
+            The partition.
+        tiles
+            ``{noise_level: tiles}``, each ``(12, n_bins, n, n)`` (one noise realisation) or
+            ``(R, 12, n_bins, n, n)`` (realisations ``r = 0 .. R - 1``).
+        metadata
+            Stored with the arrays; ``noise_realizations`` (``{noise_level: R}``) is added.
+
+        Notes
+        -----
+        Realisation 0 of a level is the array ``tiles_{noise}``, realisation ``r >= 1`` the
+        array ``tiles_{noise}_r{r}``: a file of one realisation per level has the layout of
+        the files written before several were drawn.
+        """
+        arrays: dict[str, np.ndarray] = {}
+        counts: dict[str, int] = {}
+        for noise, t in tiles.items():
+            stack = np.asarray(t, dtype=np.float32)
+            stack = stack[None] if stack.ndim == 4 else stack
+            counts[noise] = len(stack)
+            for r, array in enumerate(stack):
+                arrays[_tiles_key(noise, r)] = array
+        meta = {**metadata, "noise_realizations": counts}
+        return write_npz(self.tiles_path(sim_id, lmax), arrays, meta, tmp_root=self.tmp_root)
 
     def read_tiles(
         self,
@@ -364,6 +395,7 @@ class DataRoot:
         noise_levels: tuple[str, ...],
         *,
         shape: tuple[int, ...] | None = None,
+        realizations: bool = False,
     ) -> tuple[dict[str, FloatArray], dict[str, Any]]:
         """
         Read the tiles of one (sim, lmax).
@@ -373,13 +405,18 @@ class DataRoot:
         sim_id, lmax
             The partition.
         noise_levels
-            The ``tiles_{noise}`` arrays to read.
+            The noise levels to read.
         shape
-            The shape every array must have, ``(12, 4, n, n)``; not checked if not given.
+            The shape every array of one realisation must have, ``(12, 4, n, n)``; not
+            checked if not given.
+        realizations
+            Read every noise realisation the file records (``noise_realizations`` in its
+            metadata; 1 if it records none) instead of realisation 0 only.
 
         Returns
         -------
-            ``{noise_level: tiles float32}`` and the metadata.
+            ``{noise_level: tiles float32}``, each ``(12, 4, n, n)``, or ``(R, 12, 4, n, n)``
+            with *realizations*; and the metadata.
 
         Raises
         ------
@@ -390,7 +427,18 @@ class DataRoot:
         """
         path = self.tiles_path(sim_id, lmax)
         what = f"tiles of sim {sim_id} at lmax {lmax}"
-        arrays, metadata = read_npz(path, tuple(f"tiles_{n}" for n in noise_levels), what=what)
+        keys: dict[str, tuple[str, ...]] = {n: (_tiles_key(n, 0),) for n in noise_levels}
+        if realizations:
+            _, metadata = read_npz(path, (), what=what)
+            counts = metadata.get("noise_realizations") or {}
+            for noise in noise_levels:
+                count = counts.get(noise, 1)
+                if not isinstance(count, int) or count < 1:
+                    msg = f"{what} ({path}): noise_realizations of {noise} is {count!r}"
+                    raise ValueError(msg)
+                keys[noise] = tuple(_tiles_key(noise, r) for r in range(count))
+        wanted = tuple(key for noise in noise_levels for key in keys[noise])
+        arrays, metadata = read_npz(path, wanted, what=what)
         for key, array in arrays.items():
             if array.dtype != np.float32 or (shape is not None and array.shape != shape):
                 expected = "float32" if shape is None else f"{shape} float32"
@@ -399,4 +447,6 @@ class DataRoot:
                     f"expected {expected}"
                 )
                 raise ValueError(msg)
-        return {key.removeprefix("tiles_"): a for key, a in arrays.items()}, metadata
+        if realizations:
+            return {n: np.stack([arrays[k] for k in keys[n]]) for n in noise_levels}, metadata
+        return {noise: arrays[keys[noise][0]] for noise in noise_levels}, metadata

@@ -50,6 +50,7 @@ def tile_shards(
         catalog.sim_ids,
         scheme=tiling.scheme,
         noise_convention=tiling.noise_convention,
+        noise_realizations=tiling.noise_realizations,
     )
     return materialized(report)
 

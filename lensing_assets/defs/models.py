@@ -61,7 +61,7 @@ def build_model_assets(training: TrainingSettings) -> list[dg.AssetsDefinition]:
         group_name="models",
         kinds={"pytorch"},
         pool=GPU_POOL,
-        code_version="compressor-1",
+        code_version="compressor-2",  # 2: split by simulation, face symmetries
         automation_condition=rebuild_model,
     )
     def compressor_model(
@@ -84,6 +84,7 @@ def build_model_assets(training: TrainingSettings) -> list[dg.AssetsDefinition]:
                 lmax,
                 noise,
                 cfg,
+                split=training.split,
                 accelerator=training.accelerator,
                 max_steps=config.max_steps,  # type: ignore[attr-defined]
             )
@@ -97,7 +98,7 @@ def build_model_assets(training: TrainingSettings) -> list[dg.AssetsDefinition]:
         group_name="models",
         kinds={"pytorch"},
         pool=GPU_POOL,
-        code_version="npe-1",
+        code_version="npe-2",  # 2: NPE-validation set, noise realisations
         automation_condition=rebuild_model,
     )
     def npe_model(

@@ -619,15 +619,16 @@ def _card_body(
     lines += [
         "## Configurations",
         "",
-        "| configuration | lmax | tile (bins, pixels, pixels) | noise | rows | sims "
-        "| content sha256 |",
-        "|---|---|---|---|---|---|---|",
+        "| configuration | lmax | tile (bins, pixels, pixels) | noise | noise realisations "
+        "| rows | sims | content sha256 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         r = reports[name]
         shape = " x ".join(map(str, tile_shape(r.lmax)))
+        realizations = ", ".join(r.tile_provenance.get("noise_realizations", ())) or "1"
         lines.append(
-            f"| `{name}` | {r.lmax} | {shape} | {r.noise_level} | {r.rows} | "
+            f"| `{name}` | {r.lmax} | {shape} | {r.noise_level} | {realizations} | {r.rows} | "
             f"{len(r.sims_included)} | `{r.content_hash}` |"
         )
     missing = [name for name in CONFIG_NAMES if name not in reports]
@@ -650,9 +651,9 @@ def _card_body(
         lines.append(f"| `{column}` | {dtype} | {text} |")
     lines += [
         "",
-        "Rows are ordered by (sim_id, orientation_id, tile_id). A tile is the square image of "
-        "one equatorial HEALPix base face (4..7, as tile_id 0..3) of the rotated, band-limited "
-        "map, resynthesised at nside = n.",
+        "Rows are ordered by (sim_id, noise_realization, orientation_id, tile_id). A tile is "
+        "the square image of one equatorial HEALPix base face (4..7, as tile_id 0..3) of the "
+        "rotated, band-limited map, resynthesised at nside = n.",
         "",
         "## Orientation scheme",
         "",
@@ -666,8 +667,13 @@ def _card_body(
         "## Noise model",
         "",
         "Shape noise is white at the source map resolution, band limited by the same harmonic "
-        "filter as the signal, one realisation per (sim, noise level) shared by every lmax and "
-        "orientation. Convention: " + _CONVENTION_TEXT[noise_convention],
+        "filter as the signal. Each (sim, noise level) has R realisations (the table above), "
+        "`noise_realization` r = 0 .. R-1, each drawn with its own seed from (sim, noise "
+        "level, r) and shared by every lmax and orientation: the rows of one tile in its R "
+        "realisations hold the same signal plus independent noise. Draw one realisation per "
+        "tile and epoch when training, and keep realisation 0 for evaluation, so that no "
+        "network learns one noise map by heart; never split the rows of one sim (or tile) "
+        "between training and evaluation. Convention: " + _CONVENTION_TEXT[noise_convention],
         "",
         "| noise level | bin | n_eff (arcmin^-2) | sigma_e | N_ell (sr) | reference |",
         "|---|---|---|---|---|---|",

@@ -45,7 +45,14 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+)
 
 from lensing_core.dataset import schema
 from lensing_core.dataset.schema import KAPPA_COLUMN
@@ -106,6 +113,37 @@ class TileTable:
     def tile_shape(self) -> tuple[int, int, int]:
         """``(n_bins, n_pix, n_pix)`` of one tile."""
         return self.tiles.shape[1:]
+
+    @functools.cached_property
+    def realization_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """
+        ``(n_tiles, R)`` rows of each tile by noise realisation, and the tile of each row.
+
+        Needs the ``noise_realization``, ``sim_id``, ``orientation_id`` and ``tile_id``
+        columns; see :func:`realization_rows`.
+        """
+        table = self
+        cols = table.columns
+        tile = np.unique(
+            np.stack([cols["sim_id"], cols["orientation_id"], cols["tile_id"]], axis=1),
+            axis=0,
+            return_inverse=True,
+        )[1].reshape(-1)
+        real = np.asarray(cols["noise_realization"], dtype=np.int64)
+        order = np.lexsort((real, tile))
+        n_tiles = int(tile.max()) + 1 if len(tile) else 0
+        counts = np.bincount(tile, minlength=n_tiles)
+        n_real = int(counts[0]) if n_tiles else 1
+        groups = order.reshape(n_tiles, n_real) if np.all(counts == n_real) else None
+        if groups is None or not np.array_equal(
+            real[groups], np.broadcast_to(np.arange(n_real), groups.shape)
+        ):
+            msg = (
+                f"{table!r}: tiles with other realisations than 0 .. R-1 once each "
+                f"(realisations per tile: {sorted(set(counts.tolist()))})"
+            )
+            raise ValueError(msg)
+        return groups, tile
 
     @property
     def sim_id(self) -> np.ndarray:
@@ -361,6 +399,94 @@ def tile_dataloader(
     inner = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     sampler = BatchSampler(inner, batch_size, drop_last=drop_last)
     return DataLoader(dataset, sampler=sampler, batch_size=None, **loader_kwargs)
+
+
+def realization_rows(table: TileTable, rows: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """
+    The rows of every noise realisation of the tiles at *rows*.
+
+    Parameters
+    ----------
+    table
+        The tiles; its ``noise_realization`` column (if it has one) says which realisation
+        each row holds, and ``(sim_id, orientation_id, tile_id)`` which tile.
+    rows
+        One row of each tile wanted (any realisation), shape ``(n,)``.
+
+    Returns
+    -------
+        ``(n, R)`` table rows, column ``r`` holding realisation ``r`` of the tile of
+        ``rows[i]``. Without a ``noise_realization`` column, ``rows[:, None]``.
+
+    Raises
+    ------
+    ValueError
+        The tiles do not all have the realisations ``0 .. R - 1`` exactly once.
+    """
+    rows = _check_indices(rows, len(table))
+    if "noise_realization" not in table.columns:
+        return rows[:, None]
+    groups, tile = table.realization_groups
+    return groups[tile[rows]]
+
+
+class RealizationBatchSampler(Sampler[list[int]]):
+    """
+    Shuffled batches of tiles, each tile in a noise realisation drawn anew every epoch.
+
+    Parameters
+    ----------
+    groups
+        ``(n_tiles, R)`` table rows (:func:`realization_rows`): one line per tile.
+    batch_size
+        Tiles per batch.
+    generator
+        Seeded ``torch.Generator`` of the order and of the realisations.
+    drop_last
+        Skip a last batch smaller than *batch_size*.
+
+    Notes
+    -----
+    Each epoch is ``torch.randperm(n_tiles)`` then one ``torch.randint(R, (n_tiles,))`` draw.
+    With one realisation the batches are exactly those of
+    ``BatchSampler(RandomSampler(..., generator), ...)``, the loader of earlier versions, so
+    runs with ``noise_realizations=1`` replay them.
+    """
+
+    def __init__(
+        self,
+        groups: npt.ArrayLike,
+        batch_size: int,
+        *,
+        generator: torch.Generator,
+        drop_last: bool = False,
+    ) -> None:
+        self.groups = np.asarray(groups, dtype=np.int64)
+        if self.groups.ndim != 2 or self.groups.shape[1] < 1:
+            raise ValueError(f"groups must be (n_tiles, R), got {self.groups.shape}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.generator = generator
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        n = len(self.groups)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n, n_real = self.groups.shape
+        if n_real == 1:  # exactly the batches (and generator use) of the earlier loader
+            inner = RandomSampler(range(n), generator=self.generator)
+            for batch in BatchSampler(inner, self.batch_size, drop_last=self.drop_last):
+                yield self.groups[batch, 0].tolist()
+            return
+        order = torch.randperm(n, generator=self.generator).numpy()
+        picks = torch.randint(n_real, (n,), generator=self.generator).numpy()
+        rows = self.groups[order, picks]
+        stop = n - n % self.batch_size if self.drop_last else n
+        for first in range(0, stop, self.batch_size):
+            yield rows[first : first + self.batch_size].tolist()
 
 
 def _gather(table: TileTable, rows: np.ndarray) -> TileBatch:

@@ -140,7 +140,7 @@ class ShardReport:
     out_dir
         Directory holding the shards and the manifest.
     rows
-        Number of rows (12 per included sim).
+        Number of rows (12 per included sim and noise realisation).
     shards
         The shard files in order.
     sims_included
@@ -243,6 +243,7 @@ def write_config_shards(
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     scheme: str | None = None,
     noise_convention: str | None = None,
+    noise_realizations: int | None = None,
     strict: bool = False,
 ) -> ShardReport:
     """
@@ -259,7 +260,8 @@ def write_config_shards(
         The configuration.
     sim_ids
         Sims to include (any order, duplicates ignored); rows are ordered by
-        ``(sim_id, orientation_id, tile_id)``.
+        ``(sim_id, noise_realization, orientation_id, tile_id)``: every noise realisation
+        the tile files hold.
     out_dir
         Destination of the shard set; ``root.shards(lmax, noise_level).dir`` if not given.
         Must be on the file
@@ -269,6 +271,10 @@ def write_config_shards(
     scheme, noise_convention
         If given, a tile file whose metadata records another orientation scheme or noise
         convention is skipped as invalid (so a configuration never mixes them).
+    noise_realizations
+        If given, a tile file holding another number of noise realisations of a noisy
+        level is skipped as invalid (so every sim has the same ``12 R`` rows); noiseless
+        tiles always have one.
     strict
         Raise on the first invalid or uncatalogued sim instead of skipping it (missing tile
         files are always skipped).
@@ -319,9 +325,15 @@ def write_config_shards(
 
     included: list[int] = []
     skipped: list[SkippedSim] = []
-    provenance: dict[str, set[str]] = {"scheme": set(), "noise_convention": set()}
+    provenance: dict[str, set[str]] = {
+        "scheme": set(),
+        "noise_convention": set(),
+        "noise_realizations": set(),
+    }
     digest = new_row_hash(lmax, noise_level)
-    expected = {"scheme": scheme, "noise_convention": noise_convention}
+    expected: dict[str, str | int | None] = {"scheme": scheme, "noise_convention": noise_convention}
+    if noise_realizations is not None:
+        expected["noise_realizations"] = 1 if noise_level == "noiseless" else noise_realizations
     try:
         with _ShardSink(staging, schema, rows_per_shard, rows_per_group, max_shard_bytes) as sink:
             for sim_id in sorted({int(s) for s in sim_ids}):
@@ -336,11 +348,14 @@ def write_config_shards(
                     continue
                 tiles, params, meta = outcome
                 ids, table = _sim_rows(tiles, sim_id, lmax, noise_level, params, schema)
-                update_row_hash(digest, tiles, ids, noise_level, _repeat_params(params, len(ids)))
+                flat = tiles.reshape(len(ids), *tiles.shape[2:])
+                update_row_hash(digest, flat, ids, noise_level, _repeat_params(params, len(ids)))
                 sink.write(table)
                 included.append(sim_id)
-                for key in provenance:
+                for key in ("scheme", "noise_convention"):
                     provenance[key].add(str(meta.get(key, "unknown")))
+                provenance["noise_realizations"].add(str(len(tiles)))
+                del flat
                 del tiles, table
             parts = sink.close()
         n_missing = sum(s.kind == "missing" for s in skipped)
@@ -495,7 +510,7 @@ def _read_sim(
     sim_id: int,
     lmax: int,
     noise_level: str,
-    expected: Mapping[str, str | None],
+    expected: Mapping[str, str | int | None],
 ) -> SkippedSim | tuple[FloatArray, Mapping[str, float], dict[str, Any]]:
     """The tiles, parameters and tile metadata of one sim, or why it is skipped."""
     path = root.tiles_path(sim_id, lmax)
@@ -514,7 +529,7 @@ def _read_sim(
         return SkippedSim(sim_id, "not_in_catalog", path, reason)
     try:
         by_noise, meta = root.read_tiles(
-            sim_id, lmax, (noise_level,), shape=(N_TILES, *tile_shape(lmax))
+            sim_id, lmax, (noise_level,), shape=(N_TILES, *tile_shape(lmax)), realizations=True
         )
     except InputMissingError:
         reason = f"tiles of sim {sim_id} at lmax {lmax} are missing: {path} does not exist"
@@ -526,8 +541,9 @@ def _read_sim(
     problems = []
     if n_bad:
         problems.append(f"{n_bad} non-finite values in tiles_{noise_level}")
+    recorded = {**meta, "noise_realizations": len(tiles)}
     for key, want in (("sim_id", sim_id), ("lmax", lmax), *expected.items()):
-        have = meta.get(key)
+        have = recorded.get(key)
         if want is not None and have is not None and have != want:
             problems.append(f"its metadata records {key} {have!r}, expected {want!r}")
     if problems:
@@ -564,17 +580,28 @@ def _sim_rows(
     params: Mapping[str, float],
     schema: pa.Schema,
 ) -> tuple[np.ndarray, pa.Table]:
-    """The 12 rows of one sim: their ids ``(12, 4)`` and the Arrow table."""
-    rows = tiles.shape[0]
-    if rows != N_TILES:
-        msg = f"sim {sim_id}: expected {N_TILES} tiles, got {rows}"
+    """The ``12 R`` rows of one sim's ``(R, 12, ...)`` tiles: their ids ``(12 R, 5)``, the table."""
+    if tiles.ndim != 5 or tiles.shape[1] != N_TILES:
+        msg = f"sim {sim_id}: expected tiles of shape (R, {N_TILES}, ...), got {tiles.shape}"
         raise ValueError(msg)
-    # tile row r of the (12, ...) array is orientation r // 4, face r % 4
-    orientation = np.repeat(np.arange(N_ORIENTATIONS, dtype=np.int32), N_FACES)
-    face = np.tile(np.arange(N_FACES, dtype=np.int32), N_ORIENTATIONS)
+    n_real = tiles.shape[0]
+    rows = n_real * N_TILES
+    # row i of the flattened (R, 12, ...) stack is realisation i // 12, orientation
+    # (i % 12) // 4, face i % 4
+    realization = np.repeat(np.arange(n_real, dtype=np.int32), N_TILES)
+    orientation = np.tile(np.repeat(np.arange(N_ORIENTATIONS, dtype=np.int32), N_FACES), n_real)
+    face = np.tile(np.arange(N_FACES, dtype=np.int32), N_ORIENTATIONS * n_real)
     ids = np.stack(
-        [np.full(rows, sim_id, np.int32), orientation, face, np.full(rows, lmax, np.int32)], axis=1
+        [
+            np.full(rows, sim_id, np.int32),
+            realization,
+            orientation,
+            face,
+            np.full(rows, lmax, np.int32),
+        ],
+        axis=1,
     )
+    tiles = tiles.reshape(rows, *tiles.shape[2:])
     arrays: list[pa.Array] = [_kappa_array(tiles, schema.field("kappa").type)]
     arrays += [pa.array(ids[:, i]) for i in range(len(ID_COLUMNS))]
     arrays.append(pa.array([noise_level] * rows, type=pa.string()))

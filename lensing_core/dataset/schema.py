@@ -20,8 +20,10 @@ feature unless the card supplies the features; the extension type needs neither.
 defaults); the stored parameters are float64, exactly the catalog's values, and
 ``with_format("arrow")`` or ``dataset.data`` gives them unrounded.
 
-Row order within a configuration is ``(sim_id, orientation_id, tile_id)``; the row of a tile
-in the ``(12, 4, n, n)`` tile array of its sim is ``orientation_id * 4 + tile_id``.
+Row order within a configuration is ``(sim_id, noise_realization, orientation_id, tile_id)``;
+the row of a tile in the ``(R, 12, 4, n, n)`` tile stack of its sim is
+``[noise_realization, orientation_id * 4 + tile_id]``. A noisy configuration holds ``R``
+realisations of the noise of every tile (the same signal), a noiseless one only realisation 0.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ CONFIG_NAMES: tuple[str, ...] = tuple(
 
 # Every catalog parameter but Omega_bh2 (Omega_b and h carry it), in the catalog's order.
 PARAM_COLUMNS: tuple[str, ...] = tuple(k for k in PARAM_KEYS if k != "Omega_bh2")
-ID_COLUMNS: tuple[str, ...] = ("sim_id", "orientation_id", "tile_id", "lmax")
+ID_COLUMNS: tuple[str, ...] = ("sim_id", "noise_realization", "orientation_id", "tile_id", "lmax")
 KAPPA_COLUMN = "kappa"
 COLUMNS: tuple[str, ...] = (KAPPA_COLUMN, *ID_COLUMNS, "noise_level", *PARAM_COLUMNS)
 
@@ -59,6 +61,8 @@ COLUMN_DESCRIPTIONS: Mapping[str, str] = {
     "kappa": "convergence tile [tomographic bin, x, y]: one HEALPix base face in its NESTED "
     "(x, y) pixel layout",
     "sim_id": "simulation id in the parameter catalog",
+    "noise_realization": "noise realisation r = 0 .. R-1 of this (sim, noise level), seeded "
+    "from (sim, noise level, r); the same signal in every realisation; always 0 for noiseless",
     "orientation_id": "orientation of the sphere, 0..2 (see the orientation scheme)",
     "tile_id": "equatorial base face 4..7 of the rotated sphere, as 0..3",
     "lmax": "band limit of the harmonic processing",
@@ -73,7 +77,7 @@ COLUMN_DESCRIPTIONS: Mapping[str, str] = {
     "m_nu": "sum of neutrino masses in eV",
 }
 
-CONTENT_HASH_VERSION = "lensing-tile-rows/v1"
+CONTENT_HASH_VERSION = "lensing-tile-rows/v2"  # v2: the noise_realization id
 
 #: Value type of every column (``kappa``: of its elements; its shape is :func:`tile_shape`).
 COLUMN_DTYPES: Mapping[str, str] = {
@@ -83,7 +87,7 @@ COLUMN_DTYPES: Mapping[str, str] = {
     **dict.fromkeys(PARAM_COLUMNS, "float64"),
 }
 
-_ID_STRUCT = struct.Struct("<4i")  # sim_id, orientation_id, tile_id, lmax
+_ID_STRUCT = struct.Struct("<5i")  # sim_id, noise_realization, orientation_id, tile_id, lmax
 
 
 def config_name(lmax: int, noise_level: str) -> str:
@@ -191,7 +195,7 @@ def update_row_hash(
     kappa
         Tiles of the rows, ``(rows, 4, n, n)`` float32.
     ids
-        ``(rows, 4)`` integers: sim_id, orientation_id, tile_id, lmax.
+        ``(rows, 5)`` integers: sim_id, noise_realization, orientation_id, tile_id, lmax.
     noise_level
         Noise level of every row.
     params
@@ -199,7 +203,7 @@ def update_row_hash(
 
     Notes
     -----
-    Per row: the 4 ids as little-endian int32, the utf-8 noise level preceded by its length
+    Per row: the 5 ids as little-endian int32, the utf-8 noise level preceded by its length
     (int32), the 8 parameters as little-endian float64, then ``kappa`` as little-endian float32
     in C order. The hash therefore depends on the rows and their order only: not on the
     parquet encoding, the pyarrow version or where the shard boundaries fall.

@@ -1,16 +1,31 @@
-"""Deterministic tile-level split of one configuration: compressor train / NPE train / test.
+"""Deterministic split of one configuration into the sets that train, select and grade models.
 
-Every tile of the fiducial simulation is removed first and kept apart (the FoM is measured on
-it); the remaining tiles are permuted with ``np.random.default_rng(seed)`` and cut into
-70% compressor train, 25% NPE train (also the compressor's validation set) and 5% test.
-The indices are table rows, so a split belongs to one row order: the shard writer's
-``(sim_id, orientation_id, tile_id)`` order. A fingerprint of the per-row sim ids is saved
-with the split, and :meth:`Split.check_rows` refuses a table it was not made for.
+Five sets: compressor-train, compressor-validation, NPE-train, NPE-validation and test, plus
+the fiducial simulation, kept apart (the FoM is measured on it). Two kinds:
+
+``"sim"`` (default)
+    The non-fiducial sims are permuted with ``np.random.default_rng(seed)`` and cut, whole,
+    into the five sets (default fractions :data:`DEFAULT_SIM_FRACTIONS`): no simulation has
+    tiles in two sets, so the NPE learns the scatter of summaries of sims the compressor never
+    saw, and the test set grades both on unseen sims.
+``"tile"``
+    The earlier published pipeline's tile-level 70/25/5 split (:data:`TILE_FRACTIONS`): tiles
+    are permuted and cut into compressor-train, NPE-train and test, the NPE-train set is also
+    the compressor's validation set and the test set the NPE's. Tiles of one sim land in
+    several sets. Kept as a named option, to reproduce earlier numbers.
+
+A split lists one row per tile: the rows of noise realisation 0 when the table has several
+(the other realisations of a tile belong to its set and are reached through
+:func:`lensing_core.dataset.loader.realization_rows`). The indices are table rows, so a split
+belongs to one row order: the shard writer's ``(sim_id, noise_realization, orientation_id,
+tile_id)`` order. A fingerprint of the per-row sim ids is saved with the split, and
+:meth:`Split.check_rows` refuses a table it was not made for.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -25,12 +40,61 @@ from lensing_core.sims.catalog import FIDUCIAL_SIM_ID
 
 logger = logging.getLogger(__name__)
 
-#: Fractions of the non-fiducial tiles in each split, in :data:`SPLIT_NAMES` order.
-DEFAULT_FRACTIONS: tuple[float, float, float] = (0.70, 0.25, 0.05)
-#: The three training splits, in the order of the fractions.
-SPLIT_NAMES: tuple[str, str, str] = ("compressor_train", "npe_train", "test")
-_FORMAT = 1
-_INDEX_NAMES = (*SPLIT_NAMES, "fiducial")
+#: The kinds of split: whole simulations per set (default) or the seed's tile-level split.
+SPLIT_KINDS: tuple[str, ...] = ("sim", "tile")
+#: The five sets, in the order of the fractions of a ``"sim"`` split.
+SET_NAMES: tuple[str, ...] = ("compressor_train", "compressor_val", "npe_train", "npe_val", "test")
+#: Fractions of the non-fiducial sims in each set of a ``"sim"`` split. The compressor, a
+#: network reading whole fields, needs most of the data; a validation set needs only enough
+#: sims to rank epochs and checkpoints reliably; the NPE maps 2 summaries to a Gaussian and
+#: learns from fewer sims, but they must be sims the compressor never saw; the test set
+#: (about 79 sims, 950 tiles, of the 791) grades calibration to about 1.5%.
+DEFAULT_SIM_FRACTIONS: tuple[float, ...] = (0.60, 0.10, 0.15, 0.05, 0.10)
+#: Fractions of the non-fiducial tiles of a ``"tile"`` split: compressor-train, NPE-train
+#: (also compressor-validation), test (also NPE-validation).
+TILE_FRACTIONS: tuple[float, ...] = (0.70, 0.25, 0.05)
+_TILE_SETS = ("compressor_train", "npe_train", "test")
+_FORMAT = 2
+_INDEX_NAMES = (*SET_NAMES, "fiducial")
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """
+    How a configuration is split (``LENSING_SPLIT`` chooses the kind).
+
+    Attributes
+    ----------
+    kind
+        One of :data:`SPLIT_KINDS`.
+    fractions
+        Fractions of the non-fiducial sims (``"sim"``: 5, in :data:`SET_NAMES` order) or
+        tiles (``"tile"``: 3); the kind's defaults if not given.
+    seed
+        Seed of the permutation.
+    """
+
+    kind: str = "sim"
+    fractions: tuple[float, ...] | None = None
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.kind not in SPLIT_KINDS:
+            raise ValueError(f"unknown split kind {self.kind!r}; expected one of {SPLIT_KINDS}")
+        fractions = self.resolved_fractions()
+        want = len(SET_NAMES) if self.kind == "sim" else len(_TILE_SETS)
+        if len(fractions) != want or min(fractions) <= 0 or not np.isclose(sum(fractions), 1.0):
+            msg = (
+                f"a {self.kind!r} split needs {want} positive fractions summing to 1, "
+                f"got {fractions}"
+            )
+            raise ValueError(msg)
+
+    def resolved_fractions(self) -> tuple[float, ...]:
+        """The fractions, the kind's defaults if none were given."""
+        if self.fractions is not None:
+            return tuple(float(f) for f in self.fractions)
+        return DEFAULT_SIM_FRACTIONS if self.kind == "sim" else TILE_FRACTIONS
 
 
 def _index_array(values: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -47,33 +111,41 @@ def sim_ids_sha256(sim_ids: npt.ArrayLike) -> str:
 @dataclass(frozen=True, eq=False)
 class Split:
     """
-    Row indices of the splits of one configuration (sorted, read-only int64 arrays).
+    Row indices of the sets of one configuration (sorted, read-only int64 arrays).
 
     Attributes
     ----------
     compressor_train
         Rows the compressor is trained on (and the only rows the normalisation sees).
+    compressor_val
+        Rows that choose the compressor's best checkpoint.
     npe_train
-        Rows the NPE is trained on; the compressor's validation set.
+        Rows the NPE is trained on.
+    npe_val
+        Rows that drive the NPE's learning-rate schedule, best state and early stopping.
     test
-        Held-out rows: NPE early stopping, calibration and the test FoM.
+        Held-out rows, touched once: calibration, test FoM and R^2 of the report.
     fiducial
-        Every row of the fiducial sim, in none of the other splits.
+        Every row of the fiducial sim (noise realisation 0), in none of the other sets.
     n_rows
         Rows of the table the split was made for.
-    seed, fractions, fiducial_sim_id
-        What made the split.
+    kind, seed, fractions, fiducial_sim_id
+        What made the split. In a ``"tile"`` split ``compressor_val`` is ``npe_train`` and
+        ``npe_val`` is ``test``, as in the earlier pipeline.
     sim_ids_sha256
         :func:`sim_ids_sha256` of the table's per-row sim ids.
     """
 
     compressor_train: npt.NDArray[np.int64]
+    compressor_val: npt.NDArray[np.int64]
     npe_train: npt.NDArray[np.int64]
+    npe_val: npt.NDArray[np.int64]
     test: npt.NDArray[np.int64]
     fiducial: npt.NDArray[np.int64]
     n_rows: int
+    kind: str = "sim"
     seed: int = 42
-    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    fractions: tuple[float, ...] = DEFAULT_SIM_FRACTIONS
     fiducial_sim_id: int = FIDUCIAL_SIM_ID
     sim_ids_sha256: str = field(default="", repr=False)
 
@@ -84,7 +156,7 @@ class Split:
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{name}={len(getattr(self, name))}" for name in _INDEX_NAMES)
-        return f"Split({sizes}, n_rows={self.n_rows}, seed={self.seed})"
+        return f"Split({self.kind}: {sizes}, n_rows={self.n_rows}, seed={self.seed})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Split):
@@ -94,8 +166,13 @@ class Split:
     __hash__ = None  # type: ignore[assignment]
 
     def sizes(self) -> dict[str, int]:
-        """Number of rows of each split, fiducial included."""
+        """Number of rows (tiles) of each set, fiducial included."""
         return {name: len(getattr(self, name)) for name in _INDEX_NAMES}
+
+    def sims(self, sim_ids: npt.ArrayLike) -> dict[str, list[int]]:
+        """The sims of each set, given the table's per-row sim ids."""
+        sim_ids = np.asarray(sim_ids)
+        return {name: np.unique(sim_ids[getattr(self, name)]).tolist() for name in _INDEX_NAMES}
 
     def check_rows(self, sim_ids: npt.ArrayLike, *, what: str = "table") -> None:
         """
@@ -123,6 +200,7 @@ class Split:
         """JSON-ready record (indices as lists)."""
         return {
             "format": _FORMAT,
+            "kind": self.kind,
             "n_rows": int(self.n_rows),
             "seed": int(self.seed),
             "fractions": list(self.fractions),
@@ -133,38 +211,47 @@ class Split:
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Split:
-        """Inverse of :meth:`to_dict`, checking that the splits are disjoint and in range."""
+        """Inverse of :meth:`to_dict`, checking that the sets are disjoint and in range."""
         if record.get("format") != _FORMAT:
             raise ValueError(f"split format {record.get('format')!r}, expected {_FORMAT}")
-        missing = [k for k in (*_INDEX_NAMES, "n_rows", "seed", "fractions") if k not in record]
+        needed = (*_INDEX_NAMES, "kind", "n_rows", "seed", "fractions")
+        missing = [k for k in needed if k not in record]
         if missing:
             raise ValueError(f"split record lacks {missing}")
         split = cls(
             **{name: record[name] for name in _INDEX_NAMES},
             n_rows=int(record["n_rows"]),
+            kind=str(record["kind"]),
             seed=int(record["seed"]),
             fractions=tuple(record["fractions"]),
             fiducial_sim_id=int(record.get("fiducial_sim_id", FIDUCIAL_SIM_ID)),
             sim_ids_sha256=str(record.get("sim_ids_sha256", "")),
         )
-        every = np.concatenate([getattr(split, name) for name in _INDEX_NAMES])
+        SplitSpec(split.kind, split.fractions, split.seed)  # a known kind with valid fractions
+        distinct = _INDEX_NAMES if split.kind == "sim" else (*_TILE_SETS, "fiducial")
+        if split.kind == "tile" and not (
+            np.array_equal(split.compressor_val, split.npe_train)
+            and np.array_equal(split.npe_val, split.test)
+        ):
+            raise ValueError("a tile-level split validates on its NPE-train and test sets")
+        every = np.concatenate([getattr(split, name) for name in distinct])
         if len(np.unique(every)) != len(every):
-            raise ValueError("split indices overlap between splits")
+            raise ValueError("split indices overlap between sets")
         if len(every) and (every.min() < 0 or every.max() >= split.n_rows):
             raise ValueError(f"split indices outside [0, {split.n_rows})")
         return split
 
 
-def _sizes(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
-    # rounding the first two and giving the rest to the third keeps each within one tile
-    n_train = round(fractions[0] * n)
-    n_npe = round(fractions[1] * n)
-    return n_train, n_npe, n - n_train - n_npe
+def _sizes(n: int, fractions: tuple[float, ...]) -> tuple[int, ...]:
+    # rounding all but the last and giving the rest to the last keeps each within one unit
+    head = [round(f * n) for f in fractions[:-1]]
+    return (*head, n - sum(head))
 
 
-def min_tiles_for(fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> int:
-    """Smallest number of non-fiducial tiles giving every split at least one tile."""
-    n = 3
+def min_units_for(spec: SplitSpec | None = None) -> int:
+    """Smallest number of non-fiducial sims (``"sim"``) or tiles (``"tile"``) for a split."""
+    fractions = (spec or SplitSpec()).resolved_fractions()
+    n = len(fractions)
     while min(_sizes(n, fractions)) < 1:
         n += 1
     return n
@@ -172,64 +259,85 @@ def min_tiles_for(fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> 
 
 def make_split(
     sim_ids: npt.ArrayLike,
+    spec: SplitSpec | None = None,
     *,
-    seed: int = 42,
-    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    realization: npt.ArrayLike | None = None,
     fiducial_sim_id: int = FIDUCIAL_SIM_ID,
 ) -> Split:
     """
-    Deterministic tile-level split, the fiducial sim held out.
+    Deterministic split of a configuration's rows, the fiducial sim held out.
 
     Parameters
     ----------
     sim_ids
         Sim id of each table row, shape ``(n_rows,)``.
-    seed
-        Seed of the permutation of the non-fiducial rows.
-    fractions
-        Fractions of the non-fiducial rows for compressor train, NPE train and test; each
-        split's size is within one tile of its fraction.
+    spec
+        Kind, fractions and seed; :class:`SplitSpec` ``()`` (by simulation) if not given.
+    realization
+        Noise realisation of each row, shape ``(n_rows,)``: only rows of realisation 0 are
+        listed (one per tile). Every row is a tile of its own if not given.
     fiducial_sim_id
         Sim whose tiles go to ``fiducial`` only.
 
     Returns
     -------
-        The split; indices sorted within each split.
+        The split; indices sorted within each set.
 
     Raises
     ------
     ValueError
-        Fractions not positive or not summing to 1, or too few non-fiducial tiles for every
-        split to get one (the message gives both numbers).
+        Too few non-fiducial sims (``"sim"``) or tiles (``"tile"``) for every set to get
+        one (the message gives both numbers).
     """
+    spec = spec or SplitSpec()
     sim_ids = np.asarray(sim_ids)
     if sim_ids.ndim != 1:
         raise ValueError(f"expected sim_ids of shape (n_rows,), got {sim_ids.shape}")
-    fractions = tuple(float(f) for f in fractions)  # type: ignore[assignment]
-    if len(fractions) != 3 or min(fractions) <= 0 or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"fractions must be 3 positive numbers summing to 1, got {fractions}")
+    base = np.ones(len(sim_ids), bool)
+    if realization is not None:
+        realization = np.asarray(realization)
+        if realization.shape != sim_ids.shape:
+            msg = f"realization has shape {realization.shape}, sim_ids {sim_ids.shape}"
+            raise ValueError(msg)
+        base = realization == 0
+    fractions = spec.resolved_fractions()
     is_fiducial = sim_ids == fiducial_sim_id
-    pool = np.flatnonzero(~is_fiducial)
-    n_min = min_tiles_for(fractions)
-    if len(pool) < n_min:
+    pool = np.flatnonzero(base & ~is_fiducial)
+    units = np.unique(sim_ids[pool]) if spec.kind == "sim" else pool
+    n_min = min_units_for(spec)
+    if len(units) < n_min:
+        what = "sims" if spec.kind == "sim" else "tiles"
         msg = (
-            f"too few tiles for a {'/'.join(f'{f:g}' for f in fractions)} split: "
-            f"{len(pool)} tiles outside the fiducial sim {fiducial_sim_id}, need at least {n_min}"
+            f"too few {what} for a {spec.kind}-level {'/'.join(f'{f:g}' for f in fractions)} "
+            f"split: {len(units)} {what} outside the fiducial sim {fiducial_sim_id}, "
+            f"need at least {n_min}"
         )
         raise ValueError(msg)
     if not is_fiducial.any():
         logger.warning(
             "no tile of the fiducial sim %d among %d rows", fiducial_sim_id, len(sim_ids)
         )
-    order = np.random.default_rng(seed).permutation(pool)
-    n_train, n_npe, _ = _sizes(len(pool), fractions)
+    order = np.random.default_rng(spec.seed).permutation(units)
+    cuts = np.cumsum([0, *_sizes(len(units), fractions)])
+    parts = [order[a:b] for a, b in itertools.pairwise(cuts)]
+    if spec.kind == "sim":
+        rows = [np.sort(pool[np.isin(sim_ids[pool], part)]) for part in parts]
+        sets = dict(zip(SET_NAMES, rows, strict=True))
+    else:
+        train, npe, test = (np.sort(part) for part in parts)
+        sets = {
+            "compressor_train": train,
+            "compressor_val": npe,
+            "npe_train": npe,
+            "npe_val": test,
+            "test": test,
+        }
     return Split(
-        compressor_train=np.sort(order[:n_train]),
-        npe_train=np.sort(order[n_train : n_train + n_npe]),
-        test=np.sort(order[n_train + n_npe :]),
-        fiducial=np.flatnonzero(is_fiducial),
+        **sets,
+        fiducial=np.flatnonzero(base & is_fiducial),
         n_rows=len(sim_ids),
-        seed=seed,
+        kind=spec.kind,
+        seed=spec.seed,
         fractions=fractions,
         fiducial_sim_id=fiducial_sim_id,
         sim_ids_sha256=sim_ids_sha256(sim_ids),

@@ -9,10 +9,39 @@ CPU demo, and ``"auto"`` precision resolves to bf16 only on a CUDA device that s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from lensing_core.dataset.splits import SplitSpec
+
 PRECISIONS: tuple[str, ...] = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true")
+
+#: The groups of pixel-grid symmetries tiles are augmented by, as element names of
+#: :data:`lensing_core.inference.compressor.SYMMETRY_ELEMENTS` (operations on the last two
+#: axes ``(..., x, y)`` of a tile in the NESTED face layout, see
+#: :func:`lensing_core.sky.healpix.face_ring_indices`). ``"face"``: the 4 elements that map an
+#: equatorial HEALPix base face (the tiles, faces 4..7) onto itself exactly: the identity, the
+#: reflections about its two diagonals (``transpose`` about the south-north diagonal, i.e. the
+#: face's central meridian, ``antitranspose`` about the east-west one, i.e. the equator) and
+#: the turn by 180 degrees. ``"square"``: the 8 symmetries of the square, the earlier
+#: published pipeline's choice; the other 4 (turns by 90 degrees, single-axis flips) swap the
+#: face's unequal diagonals (82.8 and 89.3 degrees between corner pixel centres at nside 128)
+#: and distort distances by about 8.5%. The order of ``"square"`` is ``4 * flip + k`` for
+#: ``rot90(k)`` after an optional ``flip_lr``, the way
+#: :func:`lensing_core.inference.compressor.augment_tiles` draws it.
+SYMMETRY_GROUPS: Mapping[str, tuple[str, ...]] = {
+    "face": ("identity", "transpose", "antitranspose", "rot180"),
+    "square": (
+        "identity",
+        "rot90",
+        "rot180",
+        "rot270",
+        "flip_lr",
+        "transpose",
+        "flip_ud",
+        "antitranspose",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +78,12 @@ class CompressorConfig:
     augment_rolls
         Also roll tiles circularly by random offsets. Off by default: face tiles are not
         periodic, so rolls add seams that real tiles never have.
+    symmetries
+        Group of the random symmetry each training tile is transformed by, a key of
+        :data:`SYMMETRY_GROUPS`. ``"face"`` (default): the 4 exact symmetries of a HEALPix
+        face, so augmented tiles are tiles the sky could produce. ``"square"``: the 8 of the
+        square, the earlier published pipeline's choice (4 of them stretch the face by ~8%),
+        kept to reproduce old runs.
     precision
         Lightning precision, or ``"auto"`` (see :func:`resolve_precision`).
     deterministic
@@ -73,6 +108,7 @@ class CompressorConfig:
     grad_clip_norm: float = 1.0
     target_noise_std: float = 0.005
     augment_rolls: bool = False
+    symmetries: str = "face"
     precision: str = "auto"
     deterministic: bool = True
     seed: int = 42
@@ -96,6 +132,8 @@ class CompressorConfig:
             problems.append(f"lr_decay_gamma must be in (0, 1], got {self.lr_decay_gamma}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.symmetries not in SYMMETRY_GROUPS:
+            problems.append(_symmetries_problem(self.symmetries))
         if self.num_workers < 0:
             problems.append(f"num_workers must be >= 0, got {self.num_workers}")
         if problems:
@@ -116,6 +154,10 @@ class CompressorConfig:
             A key is not a field (never silently dropped), or a value is out of range.
         """
         return cls(**_checked_fields(cls, values))
+
+
+def _symmetries_problem(value: str) -> str:
+    return f"symmetries must be one of {tuple(SYMMETRY_GROUPS)}, got {value!r}"
 
 
 def _checked_fields(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -235,6 +277,11 @@ class NPEConfig:
     augment_rolls
         Also roll the tiles circularly when augmenting them for the NPE's summaries (as the
         compressor's option of the same name).
+    symmetries
+        Group of the random symmetries of the tiles augmented for the NPE's summaries, a key
+        of :data:`SYMMETRY_GROUPS` (as the compressor's option of the same name): ``"face"``
+        (default), the 4 exact symmetries of a HEALPix face; ``"square"``, the 8 of the
+        square, the earlier published pipeline's choice.
     """
 
     hidden: int = 64
@@ -250,6 +297,7 @@ class NPEConfig:
     lr_decay_factor: float = 0.5
     seed: int = 42
     augment_rolls: bool = False
+    symmetries: str = "face"
 
     def __post_init__(self) -> None:
         positive = {
@@ -275,6 +323,8 @@ class NPEConfig:
                 f"{self.weight_decay} and {self.min_delta}"
             )
             raise ValueError(msg)
+        if self.symmetries not in SYMMETRY_GROUPS:
+            raise ValueError(f"NPEConfig: {_symmetries_problem(self.symmetries)}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> NPEConfig:
@@ -313,17 +363,43 @@ class TrainingSettings:
         The NPE settings.
     accelerator
         One of :data:`ACCELERATORS` (``LENSING_ACCELERATOR``).
+    split
+        How each configuration's rows are split into training, validation and test sets
+        (``LENSING_SPLIT``: by simulation by default, ``tile`` for the earlier tile-level
+        split).
+
+    The augmentation group of both models (``symmetries``, ``LENSING_SYMMETRIES``) is a field
+    of *compressor* and of *npe*.
     """
 
     preset: str = "full"
     compressor: CompressorConfig = field(default_factory=CompressorConfig)
     npe: NPEConfig = field(default_factory=NPEConfig)
     accelerator: str = "auto"
+    split: SplitSpec = field(default_factory=SplitSpec)
 
     @classmethod
-    def from_preset(cls, preset: str, *, accelerator: str = "auto") -> TrainingSettings:
-        """The settings of a named preset (:func:`compressor_preset`)."""
-        return cls(preset=preset, compressor=compressor_preset(preset), accelerator=accelerator)
+    def from_preset(
+        cls, preset: str, *, accelerator: str = "auto", symmetries: str = "face"
+    ) -> TrainingSettings:
+        """
+        The settings of a named preset (:func:`compressor_preset`).
+
+        Parameters
+        ----------
+        preset
+            A key of :data:`COMPRESSOR_PRESETS`.
+        accelerator
+            One of :data:`ACCELERATORS`.
+        symmetries
+            A key of :data:`SYMMETRY_GROUPS`, set in both the compressor and the NPE settings.
+        """
+        return cls(
+            preset=preset,
+            compressor=replace(compressor_preset(preset), symmetries=symmetries),
+            npe=NPEConfig(symmetries=symmetries),
+            accelerator=accelerator,
+        )
 
     def device(self) -> str:
         """Torch device name for the NPE and the report: ``auto``, ``cpu`` or ``cuda``."""

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lensing_core.dataset.loader import TileTable, load_tiles
+from lensing_core.dataset.loader import TileTable, load_tiles, realization_rows
 from lensing_core.dataset.normalization import (
     NormStats,
     load_norm_stats,
@@ -34,12 +34,17 @@ from lensing_core.dataset.normalization import (
 )
 from lensing_core.dataset.parquet import ShardReport, read_shard_manifest
 from lensing_core.dataset.schema import config_name
-from lensing_core.dataset.splits import Split, load_split, make_split
+from lensing_core.dataset.splits import Split, SplitSpec, load_split, make_split
 from lensing_core.inference.compressor import CompressorModule, augment_tiles, load_compressor
 from lensing_core.inference.config import CompressorConfig, NPEConfig
 from lensing_core.inference.fom import fom_from_cov, fom_summary, to_physical, write_fom_result
 from lensing_core.inference.npe import LoadedNPE, fit_npe, load_npe, save_npe
-from lensing_core.inference.training import CompressorResult, fit_compressor
+from lensing_core.inference.training import (
+    CompressorResult,
+    evaluate_r2,
+    finite_or_none,
+    fit_compressor,
+)
 from lensing_core.io import InputMissingError, file_sha256, write_bytes
 from lensing_core.plotting.figures import figure_to_png_bytes
 from lensing_core.plotting.fom import fom_figure
@@ -110,9 +115,14 @@ def open_config(
     return table, report
 
 
-def _split_for(table: TileTable, label: str, shard_dir: Path) -> Split:
+def _split_for(table: TileTable, spec: SplitSpec, label: str, shard_dir: Path) -> Split:
     try:
-        return make_split(table.sim_id, seed=42, fiducial_sim_id=FIDUCIAL_SIM_ID)
+        return make_split(
+            table.sim_id,
+            spec,
+            realization=table.columns.get("noise_realization"),
+            fiducial_sim_id=FIDUCIAL_SIM_ID,
+        )
     except ValueError as err:
         raise ValueError(f"{label} ({shard_dir}): {err}") from None
 
@@ -123,6 +133,7 @@ def train_compressor(
     noise_level: str,
     cfg: CompressorConfig,
     *,
+    split: SplitSpec | None = None,
     accelerator: str = "auto",
     max_steps: int | None = None,
     cache_dir: Path | None = None,
@@ -138,6 +149,8 @@ def train_compressor(
         The configuration.
     cfg
         Training settings.
+    split
+        How the rows are split; by simulation (:class:`SplitSpec` ``()``) if not given.
     accelerator
         Lightning accelerator; ``"auto"`` takes the GPU when there is one.
     max_steps
@@ -151,11 +164,11 @@ def train_compressor(
 
     Notes
     -----
-    The split (seed 42, 70/25/5 after removing the fiducial sim) is made from the shards'
-    rows and saved as ``split.json`` for the NPE. A training that was interrupted (a
-    ``last.ckpt`` without ``result.json``) is resumed from its last checkpoint; after a
-    completed one, training starts again from scratch (the shards or settings changed, or a
-    new training was asked for).
+    The split (by simulation unless *split* says otherwise, the fiducial sim apart) is made
+    from the shards' rows and saved as ``split.json`` for the NPE and the report. A training
+    that was interrupted (a ``last.ckpt`` without ``result.json``) is resumed from its last
+    checkpoint; after a completed one, training starts again from scratch (the shards or
+    settings changed, or a new training was asked for).
 
     Raises
     ------
@@ -167,7 +180,7 @@ def train_compressor(
     """
     label = _label(lmax, noise_level)
     table, _ = open_config(root, lmax, noise_level, cache_dir=cache_dir)
-    split = _split_for(table, label, root.shards(lmax, noise_level).dir)
+    rows = _split_for(table, split or SplitSpec(), label, root.shards(lmax, noise_level).dir)
     files = root.compressor(lmax, noise_level)
     if files.result.exists():
         logger.info("%s: %s holds a finished training; training again", label, files.dir)
@@ -175,7 +188,7 @@ def train_compressor(
     try:
         return fit_compressor(
             table,
-            split,
+            rows,
             cfg,
             files.dir,
             tmp_root=root.tmp_root,
@@ -329,10 +342,12 @@ def train_npe(
 
     Notes
     -----
-    Every batch draws new random symmetries of its tiles and runs the frozen compressor on
-    them, so each epoch sees new summaries; early stopping watches the NLL of the test split's
-    summaries of the un-augmented tiles. The summaries are standardised (Omega_m, S8)
-    estimates, the targets the standardised true parameters.
+    Every batch draws, for each of its tiles, a noise realisation and a random symmetry of the
+    face, and runs the frozen compressor on them, so each epoch sees new summaries; the
+    learning-rate schedule, the best state and early stopping watch the NLL of the summaries
+    of the NPE-validation set's un-augmented tiles (realisation 0). The test set is not
+    touched. The summaries are standardised (Omega_m, S8) estimates, the targets the
+    standardised true parameters.
 
     Raises
     ------
@@ -345,24 +360,35 @@ def train_npe(
     label = _label(lmax, noise_level)
     device = resolve_device(device)
     trained = _load_trained(root, lmax, noise_level, device, cache_dir)
-    rows_train, rows_test = trained.split.npe_train, trained.split.test
-    if len(rows_train) == 0 or len(rows_test) == 0:
-        msg = f"{label}: the NPE needs NPE-train and test tiles, the split has {trained.split}"
+    rows_train, rows_val = trained.split.npe_train, trained.split.npe_val
+    if len(rows_train) == 0 or len(rows_val) == 0:
+        msg = (
+            f"{label}: the NPE needs NPE-train and NPE-validation tiles, the split has "
+            f"{trained.split}"
+        )
         raise ValueError(msg)
     compressor = trained.compressor
+    groups = torch.from_numpy(realization_rows(trained.table, rows_train))  # (n_train, R)
 
     def make_batch(
         indices: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = rows_train[indices.numpy()]
+        if groups.shape[1] > 1:
+            picks = torch.randint(groups.shape[1], (len(indices),), generator=generator)
+            rows = groups[indices, picks].numpy()
+        else:  # one realisation: no draw, so the augmentation stream is the earlier one
+            rows = groups[indices, 0].numpy()
         tiles = augment_tiles(
-            _tiles_tensor(trained.table, rows), rolls=cfg.augment_rolls, generator=generator
+            _tiles_tensor(trained.table, rows),
+            symmetries=cfg.symmetries,
+            rolls=cfg.augment_rolls,
+            generator=generator,
         )
         return compressor.compress(tiles, batch_size=COMPRESS_BATCH), _theta_norm(trained, rows)
 
     val_data = (
-        compressor.compress(_tiles_tensor(trained.table, rows_test), batch_size=COMPRESS_BATCH),
-        _theta_norm(trained, rows_test),
+        compressor.compress(_tiles_tensor(trained.table, rows_val), batch_size=COMPRESS_BATCH),
+        _theta_norm(trained, rows_val),
     )
     fitted = fit_npe(
         make_batch,
@@ -384,7 +410,10 @@ def train_npe(
         "compressor_sha256": file_sha256(trained.best_ckpt),
         "shards_content_hash": trained.report.content_hash,
         "n_train": len(rows_train),
-        "n_val": len(rows_test),
+        "n_val": len(rows_val),
+        "noise_realizations": int(groups.shape[1]),
+        "split_kind": trained.split.kind,
+        "symmetries": cfg.symmetries,
         "augment_rolls": cfg.augment_rolls,
         "device": device,
         **{k: v for k, v in fitted.to_record().items() if k != "history"},
@@ -564,7 +593,12 @@ def fom_report(
             "fiducial_sim_id": FIDUCIAL_SIM_ID,
             "fiducial_theta": [float(v) for v in theta_fid],
             "fiducial_mean_all": fid_mean_phys.tolist(),
-            "r2_test": trained.result.get("r2", {}).get("test"),
+            "r2_test": {  # None where the test sims share a value (too few of them)
+                k: finite_or_none(v)
+                for k, v in evaluate_r2(trained.compressor, table, split.test).items()
+            },
+            "split_kind": split.kind,
+            "n_sims": {name: len(ids) for name, ids in split.sims(table.sim_id).items()},
             "npe_checkpoint": str(npe_path),
             "shards_content_hash": trained.report.content_hash,
             "n_tiles": trained.split.sizes(),

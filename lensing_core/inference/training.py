@@ -6,7 +6,8 @@ Files in ``out_dir``::
     norm_stats.json    statistics of the compressor-train split (written first)
     best.ckpt          weights of the lowest ``val_loss`` so far (weights only: for inference)
     last.ckpt          full training state at the last epoch end and at the end of a fit
-    result.json        written last: train/val/test MSE and R^2, epochs, steps, timing
+    result.json        written last: train/validation MSE and R^2, epochs, steps, timing (the
+                       test set is not touched here: the FoM report grades it, once)
     logs/metrics.csv   Lightning's CSV log (appended to on resume)
 
 ``result.json`` is the completion marker: it is removed when a fit starts and written only
@@ -49,8 +50,16 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.utils.data import DataLoader
 
-from lensing_core.dataset.loader import TileDataset, TileTable, iter_batches, tile_dataloader
+from lensing_core.dataset.loader import (
+    RealizationBatchSampler,
+    TileDataset,
+    TileTable,
+    iter_batches,
+    realization_rows,
+    tile_dataloader,
+)
 from lensing_core.dataset.normalization import NormStats, compute_norm_stats, save_norm_stats
 from lensing_core.dataset.splits import Split, load_split, save_split
 from lensing_core.inference.compressor import CompressorModule, load_compressor, read_checkpoint
@@ -70,7 +79,6 @@ RESUME_SAFE_FIELDS = frozenset({"max_epochs", "num_workers", "precision", "deter
 # what the metadata of a fit shows from result.json, besides R^2
 _METADATA_KEYS = (
     "val_mse",
-    "test_mse",
     "epochs",
     "global_step",
     "resumed_from_step",
@@ -81,8 +89,8 @@ _METADATA_KEYS = (
     "config",
 )
 
-# split name in result.json -> Split attribute
-_EVAL_SPLITS = {"train": "compressor_train", "val": "npe_train", "test": "test"}
+# split name in result.json -> Split attribute (never the test set: the report grades it once)
+_EVAL_SPLITS = {"train": "compressor_train", "val": "compressor_val"}
 
 
 @dataclass(frozen=True)
@@ -132,7 +140,7 @@ class CompressorResult:
             "device": m["device"],
             "precision": m["precision"],
             "r2": table,
-            **{f"r2_test_{p}": v for p, v in r2["test"].items() if v is not None},
+            **{f"r2_val_{p}": v for p, v in r2["val"].items() if v is not None},
             **{key: m[key] for key in _METADATA_KEYS},
         }
 
@@ -212,7 +220,8 @@ def _torch_flags(*, cuda: bool) -> Iterator[None]:
         torch.set_float32_matmul_precision(matmul)
 
 
-def _finite_or_none(value: float) -> float | None:
+def finite_or_none(value: float) -> float | None:
+    """*value* as a float, or None when it is NaN or infinite (JSON has neither)."""
     return float(value) if math.isfinite(value) else None
 
 
@@ -289,8 +298,8 @@ def _check_inputs(table: TileTable, split: Split, cfg: CompressorConfig) -> None
             f"parameters, but the table has {len(table.param_names)}: {table.param_names}"
         )
         raise ValueError(msg)
-    if len(split.npe_train) == 0 or len(split.compressor_train) == 0:
-        raise ValueError(f"compressor-train and NPE-train splits must be non-empty: {split}")
+    if len(split.compressor_val) == 0 or len(split.compressor_train) == 0:
+        raise ValueError(f"compressor-train and -validation sets must be non-empty: {split}")
 
 
 def _check_resumable(
@@ -377,7 +386,9 @@ def fit_compressor(
         ``theta`` ``(n, n_params)`` physical units).
     split
         Split of *table*'s rows (:func:`lensing_core.dataset.splits.make_split`): trains on
-        ``compressor_train``, validates on ``npe_train``.
+        ``compressor_train`` (each tile in a noise realisation drawn anew every epoch, see
+        :class:`~lensing_core.dataset.loader.RealizationBatchSampler`) and keeps the
+        checkpoint of the lowest loss on ``compressor_val`` (realisation 0).
     cfg
         The run's settings.
     out_dir
@@ -434,16 +445,15 @@ def fit_compressor(
     loader_kwargs: dict[str, Any] = {"num_workers": cfg.num_workers, "pin_memory": cuda}
     if cfg.num_workers:
         loader_kwargs["persistent_workers"] = True
-    train_loader = tile_dataloader(
-        TileDataset(table, split.compressor_train),
+    sampler = RealizationBatchSampler(
+        realization_rows(table, split.compressor_train),
         cfg.batch_size,
-        shuffle=True,
         generator=torch.Generator().manual_seed(seed),
         drop_last=drop_last,
-        **loader_kwargs,
     )
+    train_loader = DataLoader(TileDataset(table), sampler=sampler, batch_size=None, **loader_kwargs)
     val_loader = tile_dataloader(
-        TileDataset(table, split.npe_train), cfg.batch_size, **loader_kwargs
+        TileDataset(table, split.compressor_val), cfg.batch_size, **loader_kwargs
     )
 
     precision = resolve_precision(cfg.precision, accelerator)
@@ -482,7 +492,7 @@ def fit_compressor(
             "training compressor %s on %d tiles (%d val) of %s, %s, %s%s",
             cfg.backbone,
             n_train,
-            len(split.npe_train),
+            len(split.compressor_val),
             table.tile_shape,
             _device_name(trainer),
             precision,
@@ -507,10 +517,10 @@ def fit_compressor(
     metrics = {
         "backbone": cfg.backbone,
         "param_names": list(table.param_names),
-        **{f"{name}_mse": _finite_or_none(s["mse"]) for name, s in scores.items()},
-        "best_val_loss": None if best_score is None else _finite_or_none(float(best_score)),
+        **{f"{name}_mse": finite_or_none(s["mse"]) for name, s in scores.items()},
+        "best_val_loss": None if best_score is None else finite_or_none(float(best_score)),
         "r2": {
-            name: {k: _finite_or_none(v) for k, v in s["r2"].items()} for name, s in scores.items()
+            name: {k: finite_or_none(v) for k, v in s["r2"].items()} for name, s in scores.items()
         },
         "epochs": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
@@ -533,10 +543,10 @@ def fit_compressor(
     }
     write_json(files.result, metrics, tmp_root=tmp_root, indent=1)
     logger.info(
-        "compressor %s: val MSE %.4f, test R^2 %s, %d steps in %.1f s",
+        "compressor %s: val MSE %.4f, val R^2 %s, %d steps in %.1f s",
         cfg.backbone,
         scores["val"]["mse"],
-        scores["test"]["r2"],
+        scores["val"]["r2"],
         trainer.global_step,
         metrics["elapsed_s"],
     )

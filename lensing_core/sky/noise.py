@@ -2,9 +2,10 @@
 
 The noise is white: its convergence power per tomographic bin is ``N_ell = sigma_e**2 / n_eff``
 in steradians, with the numbers of the survey a noise level is named after
-(:mod:`lensing_core.sky.surveys`). A realisation is drawn in harmonic space, one per (sim,
-noise level), in ell-major order: the noise at a smaller band limit is the truncation of the
-noise at a larger one, so the tiles of every lmax share one realisation.
+(:mod:`lensing_core.sky.surveys`). Realisations are drawn in harmonic space, several per (sim,
+noise level) (realisation ``r = 0, 1, ...``, each with its own seed), in ell-major order: the
+noise at a smaller band limit is the truncation of the noise at a larger one, so the tiles of
+every lmax share the same realisations.
 """
 
 from __future__ import annotations
@@ -92,10 +93,19 @@ def pixel_noise_std(
     return np.sqrt(noise_power(noise_level, convention=convention) / healpix_pixel_area_sr(nside))
 
 
-def noise_rng(seed: int, noise_level: str) -> np.random.Generator:
-    """Generator of the one noise realisation of (*seed*, *noise_level*), e.g. seed = sim id."""
+def noise_rng(seed: int, noise_level: str, realization: int = 0) -> np.random.Generator:
+    """
+    Generator of noise realisation *realization* of (*seed*, *noise_level*), e.g. seed = sim id.
+
+    Realisation 0 is seeded ``[seed, level code]``, the one realisation of tiles made before
+    several were drawn (so those tiles are its realisation 0); realisation ``r >= 1`` is
+    seeded ``[seed, level code, r]``. Every (seed, level, r) has its own stream.
+    """
     check_noise_level(noise_level)
-    return np.random.default_rng([int(seed), _NOISE_SEED_CODE[noise_level]])
+    if realization < 0:
+        raise ValueError(f"noise realization must be >= 0, got {realization}")
+    key = [int(seed), _NOISE_SEED_CODE[noise_level]]
+    return np.random.default_rng([*key, int(realization)] if realization else key)
 
 
 @lru_cache(maxsize=16)

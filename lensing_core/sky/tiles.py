@@ -66,12 +66,24 @@ class TilingOptions:
         Jacobi iterations of the analysis of a map (healpy's ``iter``).
     nthreads
         ducc0 threads; every core this process may use if not given (``LENSING_NTHREADS``).
+    noise_realizations
+        Noise realisations per (sim, noise level), ``r = 0 .. R - 1``, each seeded from
+        (sim, noise level, r) (``LENSING_NOISE_REALIZATIONS``). Training draws one of them
+        per tile and epoch, so the networks never see the same noise twice in a row and
+        cannot learn one noise map by heart; evaluation uses realisation 0. 1 is the
+        earlier behaviour (one noise map per sim).
     """
 
     scheme: str = "belts"
     noise_convention: str = "per_component"
     n_iter: int = 3
     nthreads: int | None = None
+    noise_realizations: int = 4
+
+    def __post_init__(self) -> None:
+        if self.noise_realizations < 1:
+            msg = f"noise_realizations must be >= 1, got {self.noise_realizations}"
+            raise ValueError(msg)
 
 
 def analysis_lmax(nside_in: int, nside_out: Mapping[int, int] | None = None) -> int:
@@ -232,7 +244,7 @@ def extract_tiles(
     check_request(nside_in, kappa.shape[0], lmaxes, noise_levels, scheme, nside_out)
     lmax_top = analysis_lmax(nside_in, nside_out)
     alm = map2alm(kappa, lmax_top, n_iter=n_iter, nthreads=nthreads, dtype=dtype)
-    return tiles_from_alm(
+    by_key = tiles_from_alm(
         alm,
         lmaxes,
         noise_levels,
@@ -243,6 +255,7 @@ def extract_tiles(
         nside_out=nside_out,
         nthreads=nthreads,
     )
+    return {key: tiles[0] for key, tiles in by_key.items()}
 
 
 def tiles_from_alm(
@@ -256,6 +269,7 @@ def tiles_from_alm(
     noise_convention: str = "per_component",
     nside_out: Mapping[int, int] | None = None,
     nthreads: int | None = None,
+    realizations: int = 1,
 ) -> dict[TileKey, FloatArray]:
     """
     The fast path after the analysis: noise, rotation, truncation, synthesis, cutting.
@@ -270,11 +284,21 @@ def tiles_from_alm(
         nside of the analysed maps (the noise and the band limits are checked against it).
     lmaxes, noise_levels, scheme, seed, noise_convention, nside_out, nthreads
         As in :func:`extract_tiles`.
+    realizations
+        Noise realisations ``r = 0 .. realizations - 1`` of every noisy level, seeded by
+        :func:`~lensing_core.sky.noise.noise_rng` ``(seed, level, r)``; realisation 0 is the
+        noise of :func:`extract_tiles`.
 
     Returns
     -------
-        As :func:`extract_tiles`.
+        ``{(lmax, noise_level): tiles}``, tiles float32 of shape ``(R, 12, n_bins, n, n)``
+        indexed ``[r, orientation * 4 + face_index, bin, x, y]``, with ``R = realizations``
+        for noisy levels and 1 for ``"noiseless"``. All maps (signal and every realisation)
+        are rotated together, so R realisations cost R noise maps more per rotation, not R
+        runs.
     """
+    if realizations < 1:
+        raise ValueError(f"realizations must be >= 1, got {realizations}")
     n_bins = alm.shape[0]
     lmax_list, levels, tile_nside = check_request(
         nside_in, n_bins, lmaxes, noise_levels, scheme, nside_out
@@ -285,18 +309,25 @@ def tiles_from_alm(
         raise ValueError(msg)
     start = time.perf_counter()
     signal = alm
-    noisy = [level for level in levels if level != "noiseless"]
+    # the maps to cut: the signal, then every (noisy level, realisation) as signal + noise
+    outputs = [
+        (level, r) for level in levels for r in range(1 if level == "noiseless" else realizations)
+    ]
+    noisy = [(level, r) for level, r in outputs if level != "noiseless"]
     noise = [
         white_noise_alm(
             noise_power(level, convention=noise_convention),
             lmax_top,
-            rng=noise_rng(seed, level),
+            rng=noise_rng(seed, level, r),
         )
-        for level in noisy
+        for level, r in noisy
     ]
     stack = np.concatenate([signal, *noise]).astype(signal.dtype)  # (n_bins * (1 + n_noisy), n_alm)
     out = {
-        (lmax, level): np.empty((N_TILES, n_bins, tile_nside[lmax], tile_nside[lmax]), np.float32)
+        (lmax, level): np.empty(
+            (1 if level == "noiseless" else realizations, N_TILES, n_bins, *[tile_nside[lmax]] * 2),
+            np.float32,
+        )
         for lmax in lmax_list
         for level in levels
     }
@@ -306,15 +337,17 @@ def tiles_from_alm(
             parts = truncate_alm(rotated, lmax).reshape(1 + len(noisy), n_bins, -1)
             sums = np.concatenate(
                 [
-                    parts[0] if level == "noiseless" else parts[0] + parts[1 + noisy.index(level)]
-                    for level in levels
+                    parts[0]
+                    if level == "noiseless"
+                    else parts[0] + parts[1 + noisy.index((level, r))]
+                    for level, r in outputs
                 ]
-            )  # (n_levels * n_bins, n_alm)
+            )  # (n_outputs * n_bins, n_alm)
             faces = _cut_equatorial_faces(sums, tile_nside[lmax], nthreads)  # (maps, 4, n, n)
-            faces = faces.reshape(len(levels), n_bins, *faces.shape[1:])
-            for i, level in enumerate(levels):
-                # (n_bins, 4 faces, n, n) -> tiles [k * 4 + face, bin]
-                out[lmax, level][4 * k : 4 * k + 4] = faces[i].transpose(1, 0, 2, 3)
+            faces = faces.reshape(len(outputs), n_bins, *faces.shape[1:])
+            for i, (level, r) in enumerate(outputs):
+                # (n_bins, 4 faces, n, n) -> tiles [r, k * 4 + face, bin]
+                out[lmax, level][r, 4 * k : 4 * k + 4] = faces[i].transpose(1, 0, 2, 3)
     logger.debug("extract_tiles: %d outputs in %.2f s", len(out), time.perf_counter() - start)
     return out
 

@@ -15,18 +15,18 @@ from tests.fixtures.shell import REPO, shell, user_environment
 @pytest.fixture
 def user_env(tmp_path: Path) -> dict[str, str]:
     """A user's environment: no Dagster CLI defaults, an own instance and data root."""
-    return user_environment(tmp_path, LENSING_NSIDE="256")  # lmax-600 tiles are 256 x 256
+    return user_environment(tmp_path, LENSING_NSIDE="256")  # band limit 512: up to lmax 400
 
 
 @pytest.mark.slow
-def test_readme_cli_materializes_109_600(user_env: dict[str, str]) -> None:
+def test_readme_cli_materializes_109_400(user_env: dict[str, str]) -> None:
     """Bare CLI fails with the command to run; that command, then `-m lensing_assets`, work."""
     registered = shell("python -m lensing_assets.register", user_env)
     assert registered.returncode == 0, registered.stderr[-3000:]
     assert "registered 791 new sims of 791 (synthetic source" in registered.stdout
     again = shell("python -m lensing_assets.register", user_env)
     assert "registered 0 new sims of 791" in again.stdout
-    bare_tiles = "dagster asset materialize --select tiles --partition '109|600'"
+    bare_tiles = "dagster asset materialize --select tiles --partition '109|400'"
     first = shell(bare_tiles, user_env)
     assert first.returncode != 0
     hint = "dagster asset materialize --select kappa_maps --partition 109"
@@ -36,14 +36,14 @@ def test_readme_cli_materializes_109_600(user_env: dict[str, str]) -> None:
     made = shell(hint, user_env)
     assert made.returncode == 0, made.stderr[-3000:]
     tiles_run = shell(
-        "dagster asset materialize -m lensing_assets --select tiles --partition '109|600'", user_env
+        "dagster asset materialize -m lensing_assets --select tiles --partition '109|400'", user_env
     )
     assert tiles_run.returncode == 0, tiles_run.stderr[-3000:]
     root = DataRoot(Path(user_env["LENSING_DATA_ROOT"]))
-    by_noise, meta = root.read_tiles(109, 600, NOISE_LEVELS)
+    by_noise, meta = root.read_tiles(109, 400, NOISE_LEVELS)
     assert by_noise["des_y3"].shape == (12, 4, 256, 256)
     assert meta["sim_id"] == 109
-    assert meta["lmax"] == 600
+    assert meta["lmax"] == 400
     assert np.isfinite(by_noise["lsst_y10"]).all()
 
     again = shell(bare_tiles, user_env)
@@ -59,7 +59,7 @@ def test_readme_cli_materializes_109_600(user_env: dict[str, str]) -> None:
         user_env,
     )
     assert listed.returncode == 0, listed.stderr[-2000:]
-    assert "109|600" in listed.stdout
+    assert "109|400" in listed.stdout
 
 
 @pytest.mark.slow

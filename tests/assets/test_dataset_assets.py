@@ -41,19 +41,20 @@ def test_shards_and_revision_from_tiles(
         result = _ok(tile_shards, f"200|{noise}", resources)
         reports[noise] = result.asset_materializations_for_node("tile_shards")[0].metadata
     meta = reports["des_y3"]
-    assert meta["rows"].value == 12 * len(SIMS)
+    assert meta["rows"].value == 12 * 4 * len(SIMS)  # 4 noise realisations of every tile
+    assert reports["noiseless"]["rows"].value == 12 * len(SIMS)
     assert meta["sims_included"].value == list(SIMS)
     assert 791 - len(SIMS) == meta["n_sims_skipped"].value  # the other sims have no tiles
 
     revision = _ok(hf_dataset, None, resources).asset_materializations_for_node("hf_dataset")[0]
     info = revision.metadata
-    assert info["configs"].value == {"lmax_200_des_y3": 24, "lmax_200_noiseless": 24}
+    assert info["configs"].value == {"lmax_200_des_y3": 96, "lmax_200_noiseless": 24}
     assert info["push"].value["pushed"] is False
     assert len(info["revision_id"].value) >= 12
 
     ds = load_local_config(data_root / "hf_dataset", "lmax_200_des_y3").with_format("numpy")
     kappa = ds[:]["kappa"]
-    assert kappa.shape == (24, 4, 128, 128)
+    assert kappa.shape == (96, 4, 128, 128)
     assert kappa.dtype == np.float32
     catalog = synthetic_catalog(110)
     np.testing.assert_allclose(ds[:]["S8"][:12], catalog[108]["S8"], rtol=1e-6)

@@ -115,4 +115,4 @@ def test_every_computed_asset_declares_a_code_version(test_defs: dg.Definitions)
         versions.update({k.to_user_string(): v for k, v in by_key.items()})
     computed = {k.to_user_string() for k in defs.resolve_all_asset_keys()} - {"sim_inputs"}
     assert {name for name, version in versions.items() if version} == computed
-    assert versions["tiles"] == "tiles-1"
+    assert versions["tiles"] == "tiles-2"

@@ -92,6 +92,19 @@ def test_missing_kappa_fails_with_the_command_that_makes_it(
     assert _visible_files(data_root) == []
 
 
+def test_tiles_above_the_band_limit_fail(
+    data_root: Path, test_resources: dict, rng: np.random.Generator
+) -> None:
+    """Maps band-limited below lmax fail the partition naming sim, band limit and lmax."""
+    maps = rng.normal(size=(4, 12 * 128**2)) * 0.01
+    provenance = {"source": "synthetic", "band_limit": 150}
+    DataRoot(data_root).write_kappa(109, maps, {"nside": 128, "provenance": provenance})
+    message = _failure_message(_materialize(tiles, "109|200", test_resources))
+    assert "synthetic source's maps of sim 109 are band-limited at ell = 150" in message
+    assert "below lmax 200" in message
+    assert not (data_root / "tiles").exists()
+
+
 def test_truncated_kappa_file(
     data_root: Path, test_resources: dict, rng: np.random.Generator
 ) -> None:

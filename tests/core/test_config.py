@@ -11,6 +11,7 @@ import pytest
 from lensing_core.config import AutomationSettings, PlatformSettings
 from lensing_core.inference.config import TrainingSettings, compressor_preset
 from lensing_core.sims.sources import GowerStreetSource, KappaNpzSource, SyntheticSource
+from lensing_core.sims.synthetic import DEFAULT_SHIFT
 from lensing_core.sky.tiles import TilingOptions
 
 TABLE = """,,,Cosmological parameters,,,,,,,Derived parameters,,,
@@ -34,6 +35,7 @@ def test_defaults_are_the_synthetic_full_suite(tmp_path: Path) -> None:
     assert settings.data_root == tmp_path.resolve()
     assert len(settings.kappa_source().catalog) == 791
     assert isinstance(settings.kappa_source(), SyntheticSource)
+    assert source.synthetic_shift == DEFAULT_SHIFT == settings.kappa_source().shift
 
 
 def test_every_variable_reaches_its_setting(tmp_path: Path) -> None:
@@ -51,9 +53,11 @@ def test_every_variable_reaches_its_setting(tmp_path: Path) -> None:
             "LENSING_HF_REPO_ID": "me/kappa",
             "LENSING_AUTOMATION": "off",
             "LENSING_BACKFILL_CRON": "0 4 * * 0",
+            "LENSING_SYNTHETIC_SHIFT": "empty_beam",
         }
     )
     assert (settings.source.suite, settings.source.nside) == ("demo", 256)
+    assert settings.kappa_source().shift == settings.source.synthetic_shift == "empty_beam"
     assert settings.tiling == TilingOptions(scheme="legacy", noise_convention="legacy", nthreads=3)
     assert settings.training == TrainingSettings.from_preset("cpu_demo", accelerator="cpu")
     assert settings.training.device() == "cpu"
@@ -88,6 +92,7 @@ def test_demo_suite_and_explicit_ids() -> None:
         ({"LENSING_ACCELERATOR": "tpu"}, "LENSING_ACCELERATOR='tpu' is not one of"),
         ({"LENSING_NTHREADS": "0"}, "LENSING_NTHREADS='0' must be at least 1"),
         ({"LENSING_AUTOMATION": "maybe"}, "LENSING_AUTOMATION='maybe' is not one of"),
+        ({"LENSING_SYNTHETIC_SHIFT": "hilbert"}, "LENSING_SYNTHETIC_SHIFT='hilbert' is not one"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], match: str) -> None:

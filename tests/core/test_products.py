@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lensing_core.io import InputMissingError
-from lensing_core.products import make_kappa, make_tiles
+from lensing_core.products import check_band_limit, make_kappa, make_tiles
 from lensing_core.sims.catalog import synthetic_catalog
 from lensing_core.sims.sources import SyntheticSource
 from lensing_core.sky.harmonics import n_alm
@@ -39,6 +39,7 @@ def test_kappa_file_holds_maps_and_their_analysis(tmp_path: Path, source: Synthe
     assert alm.shape == (4, n_alm(200))
     assert alm.dtype == np.complex64
     assert file_meta["alm"] == meta["alm"]
+    assert file_meta["provenance"]["band_limit"] == 2 * NSIDE  # the synthetic maps' lmax
 
 
 @pytest.mark.parametrize("lmax", [200])
@@ -82,3 +83,36 @@ def test_missing_kappa_raises_input_missing(tmp_path: Path) -> None:
     """No kappa file: InputMissingError with the hint, not a ValueError."""
     with pytest.raises(InputMissingError, match=r"sim 7 are missing.*do this"):
         make_tiles(DataRoot(tmp_path), 7, 200, missing_hint="do this")
+
+
+@pytest.mark.parametrize(("lmax", "band_limit"), [(200, None), (200, 200), (200, 256)])
+def test_band_limit_at_or_above_lmax_passes(lmax: int, band_limit: int | None) -> None:
+    """An unknown band limit, or one at or above lmax, lets the tiles be cut."""
+    check_band_limit(12, lmax, band_limit, source="synthetic")
+
+
+def test_band_limit_below_lmax_is_refused() -> None:
+    """lmax-600 tiles of nside-256 synthetic maps (band limit 512): the message says why."""
+    with pytest.raises(ValueError, match=r"sim 12 .*ell = 512, below lmax 600") as info:
+        check_band_limit(12, 600, 512, source="synthetic")
+    assert "use lmax <= 512" in str(info.value)
+    assert "LENSING_NSIDE" in str(info.value)
+    with pytest.raises(ValueError, match="the kappa_npz source's maps of sim 3") as info:
+        check_band_limit(3, 400, 300, source="kappa_npz")
+    assert "LENSING_NSIDE" not in str(info.value)
+
+
+def test_tiles_above_the_maps_band_limit_are_refused(tmp_path: Path) -> None:
+    """Synthetic maps band-limited at 150 give no lmax-200 tiles, and no tile file."""
+    root = DataRoot(tmp_path)
+    band_limited = SyntheticSource(synthetic_catalog(110), nside=NSIDE, lmax=150)
+    make_kappa(root, band_limited, 109)
+    assert root.read_kappa(109)[1]["provenance"]["band_limit"] == 150
+    with pytest.raises(ValueError, match=r"band-limited at ell = 150, below lmax 200") as info:
+        make_tiles(root, 109, 200)
+    message = str(info.value)
+    assert "tiles of sim 109 at lmax 200" in message
+    assert "synthetic source's maps of sim 109" in message
+    assert str(root.kappa_path(109)) in message
+    assert not root.tiles_path(109, 200).exists()
+    assert not (tmp_path / "tiles").exists()

@@ -75,12 +75,23 @@ def test_card_lists_configs_features_and_conventions(
     for entry in by_name.values():
         kappa = next(f for f in entry["features"] if f["name"] == "kappa")
         assert kappa["dtype"] == {"array3_d": {"shape": [4, N_PIX, N_PIX], "dtype": "float32"}}
-        assert entry["splits"][0]["num_examples"] == 36
+    assert by_name["lmax_200_noiseless"]["splits"][0]["num_examples"] == 36
+    assert by_name["lmax_200_des_y3"]["splits"][0]["num_examples"] == 36 * 4  # 4 realisations
     body = text.split("---\n", 2)[2]
+    assert "| `lmax_200_des_y3` | 200 | 4 x 128 x 128 | des_y3 | 4 | 144 | 3 |" in body
+    assert "| `lmax_200_noiseless` | 200 | 4 x 128 x 128 | noiseless | 1 | 36 | 3 |" in body
+    assert "`noise_realization` r = 0 .. R-1" in body
     assert info.revision_id in body
     assert "`belts`" in body
     assert "sigma_e / sqrt(n_eff A_pix)" in body
-    for column in ("kappa", "sim_id", "orientation_id", "tile_id", *PARAM_COLUMNS):
+    for column in (
+        "kappa",
+        "sim_id",
+        "noise_realization",
+        "orientation_id",
+        "tile_id",
+        *PARAM_COLUMNS,
+    ):
         assert f"`{column}`" in body
     assert "lmax_600_des_y3" in body  # listed as not in this revision
     record = json.loads(RevisionDir(info.path).record.read_text())
@@ -111,27 +122,34 @@ def test_load_dataset_offline_gives_array3d_and_catalog_values(
 ) -> None:
     info = _build(data_root, catalog)
     ds = load_local_config(info.path, f"lmax_{LMAX}_{noise}", cache_dir=tmp_path / "hf-cache")
-    assert ds.num_rows == 12 * len(SIMS)
+    n_real = 1 if noise == "noiseless" else 4
+    per_sim = 12 * n_real
+    assert ds.num_rows == per_sim * len(SIMS)
     assert ds.features["kappa"] == datasets.Array3D(shape=(4, N_PIX, N_PIX), dtype="float32")
     assert ds.features["sim_id"] == datasets.Value("int32")
     batch = ds.with_format("numpy")[:]
-    assert batch["kappa"].shape == (36, 4, N_PIX, N_PIX)
+    assert batch["kappa"].shape == (per_sim * len(SIMS), 4, N_PIX, N_PIX)
     assert batch["kappa"].dtype == np.float32
     row = ds.with_format("numpy")[13]
     assert row["kappa"].shape == (4, N_PIX, N_PIX)
     assert row["kappa"].dtype == np.float32
     for i, sim_id in enumerate(SIMS):
-        tiles = data_root.read_tiles(sim_id, LMAX, (noise,))[0][noise]
-        np.testing.assert_array_equal(batch["kappa"][12 * i : 12 * (i + 1)], tiles)
-    np.testing.assert_array_equal(batch["sim_id"], np.repeat(SIMS, 12))
-    np.testing.assert_array_equal(batch["orientation_id"], np.tile(np.repeat([0, 1, 2], 4), 3))
-    np.testing.assert_array_equal(batch["tile_id"], np.tile(np.arange(4), 9))
+        tiles = data_root.read_tiles(sim_id, LMAX, (noise,), realizations=True)[0][noise]
+        np.testing.assert_array_equal(
+            batch["kappa"][per_sim * i : per_sim * (i + 1)], tiles.reshape(-1, 4, N_PIX, N_PIX)
+        )
+    np.testing.assert_array_equal(batch["sim_id"], np.repeat(SIMS, per_sim))
+    realization = np.tile(np.repeat(np.arange(n_real), 12), 3)
+    np.testing.assert_array_equal(batch["noise_realization"], realization)
+    orientation = np.tile(np.repeat([0, 1, 2], 4), 3 * n_real)
+    np.testing.assert_array_equal(batch["orientation_id"], orientation)
+    np.testing.assert_array_equal(batch["tile_id"], np.tile(np.arange(4), 9 * n_real))
     assert set(batch["noise_level"].tolist()) == {noise}
     # the stored parameters are the catalog's float64 values exactly; datasets' numpy
     # formatter hands float columns out as float32 (its default), so compare to that rounding
     arrow = ds.with_format("arrow")[:]
     for name in PARAM_COLUMNS:
-        expected = np.repeat([catalog[s][name] for s in SIMS], 12)
+        expected = np.repeat([catalog[s][name] for s in SIMS], per_sim)
         assert arrow.column(name).type == "double"
         np.testing.assert_array_equal(arrow.column(name).to_numpy(), expected)
         np.testing.assert_array_equal(batch[name], expected.astype(np.float32))

@@ -13,13 +13,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from torch.utils.data import BatchSampler, RandomSampler
 
 from lensing_core.dataset.loader import (
+    RealizationBatchSampler,
     TileDataset,
     TileTable,
     _collect,
     iter_batches,
     load_tiles,
+    realization_rows,
     tile_dataloader,
 )
 from lensing_core.dataset.schema import PARAM_COLUMNS
@@ -34,6 +37,7 @@ def shard_table(kappa: pa.Array, first_sim: int, rng: np.random.Generator) -> pa
         {
             "kappa": kappa,
             "sim_id": np.arange(first_sim, first_sim + rows),
+            "noise_realization": np.zeros(rows, np.int32),
             "orientation_id": np.arange(rows) % 3,
             "tile_id": np.arange(rows) % 4,
             "lmax": np.full(rows, 600),
@@ -95,7 +99,14 @@ def test_load_tiles_returns_exactly_what_was_written(
     np.testing.assert_array_equal(bits(table.theta), bits(written["theta"]))
     np.testing.assert_array_equal(table.sim_id, written["sim_id"])  # shard order
     assert table.param_names == ("Omega_m", "S8")
-    assert set(table.columns) == {"sim_id", "orientation_id", "tile_id", "lmax", "noise_level"}
+    assert set(table.columns) == {
+        "sim_id",
+        "noise_realization",
+        "orientation_id",
+        "tile_id",
+        "lmax",
+        "noise_level",
+    }
     assert table.columns["noise_level"].tolist() == ["des_y3"] * 23
     assert [p.name for p in table.shard_paths] == sorted(p.name for p in root.glob("*.parquet"))
 
@@ -395,3 +406,73 @@ def test_ten_thousand_tiny_rows_load_without_a_row_loop(
     assert time.perf_counter() - start < 0.5
     assert n_batches == -(-n // 64)
     np.testing.assert_array_equal(loaded.tiles, kappa)
+
+
+# --- noise realisations: one per tile and epoch ------------------------------------------------
+
+
+def realization_table(n_sims: int, n_real: int) -> TileTable:
+    """A table in shard order (sim, realisation, orientation, tile), R realisations per tile."""
+    rows = n_sims * n_real * 12
+    tile = np.arange(rows) % 12
+    columns = {
+        "sim_id": np.repeat(np.arange(n_sims), n_real * 12),
+        "noise_realization": np.arange(rows) // 12 % n_real,
+        "orientation_id": tile // 4,
+        "tile_id": tile % 4,
+    }
+    tiles = np.zeros((rows, 1, 2, 2), np.float32)
+    return TileTable(tiles, np.zeros((rows, 2)), ("Omega_m", "S8"), columns, ())
+
+
+def test_realization_rows_groups_the_realizations_of_each_tile() -> None:
+    table = realization_table(3, 4)
+    base = np.flatnonzero(table.columns["noise_realization"] == 0)
+    groups = realization_rows(table, base)
+    assert groups.shape == (36, 4)
+    cols = table.columns
+    for key in ("sim_id", "orientation_id", "tile_id"):
+        assert np.all(cols[key][groups] == cols[key][groups[:, :1]])  # one tile per line
+    np.testing.assert_array_equal(cols["noise_realization"][groups], np.tile(np.arange(4), (36, 1)))
+    # any realisation's row finds the same line
+    np.testing.assert_array_equal(realization_rows(table, groups[:, 2]), groups)
+    bad = realization_table(2, 2)
+    bad.columns["noise_realization"][0] = 1  # tile 0 of sim 0: realisation 1 twice
+    with pytest.raises(ValueError, match="realisations"):
+        realization_rows(bad, [0])
+
+
+def test_sampler_draws_one_realization_per_tile_and_epoch() -> None:
+    table = realization_table(4, 4)
+    groups = realization_rows(table, np.flatnonzero(table.columns["noise_realization"] == 0))
+    sampler = RealizationBatchSampler(groups, 10, generator=torch.Generator().manual_seed(0))
+    assert len(sampler) == 5  # 48 tiles in batches of 10
+    tile_of = {int(r): i for i, line in enumerate(groups) for r in line}
+    used = np.zeros(groups.shape, int)
+    for _ in range(40):
+        rows = [r for batch in sampler for r in batch]
+        tiles = [tile_of[r] for r in rows]
+        assert sorted(tiles) == list(range(48))  # every tile once per epoch
+        for r in rows:
+            used[tile_of[r], table.columns["noise_realization"][r]] += 1
+    # each tile met several of its realisations; overall the draw is uniform
+    assert np.all((used > 0).sum(axis=1) >= 2)
+    shares = used.sum(axis=0) / used.sum()
+    np.testing.assert_allclose(shares, 0.25, atol=0.03)
+    dropped = RealizationBatchSampler(
+        groups, 10, generator=torch.Generator().manual_seed(0), drop_last=True
+    )
+    assert [len(b) for b in dropped] == [10] * 4
+
+
+def test_sampler_with_one_realization_is_the_random_sampler() -> None:
+    """R = 1 gives exactly ``BatchSampler(RandomSampler(generator))``: old runs replay."""
+    rows = np.arange(0, 60, 2)
+    sampler = RealizationBatchSampler(rows[:, None], 7, generator=torch.Generator().manual_seed(3))
+    reference = BatchSampler(
+        RandomSampler(range(len(rows)), generator=torch.Generator().manual_seed(3)), 7, False
+    )
+    for _ in range(3):
+        expected = [[int(rows[i]) for i in batch] for batch in reference]
+        assert len(expected) == 5
+        assert list(sampler) == expected

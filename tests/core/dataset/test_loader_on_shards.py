@@ -24,12 +24,17 @@ def test_loader_returns_the_written_tiles(
         table = load_tiles(report.out_dir, cache_dir=cache)
         assert table.tiles.shape == (report.rows, 4, 128, 128)
         for i, sim in enumerate(report.sims_included):
-            by_noise, _ = data_root.read_tiles(sim, 200, ("des_y3",))
-            rows = slice(12 * i, 12 * i + 12)
-            np.testing.assert_array_equal(table.tiles[rows], by_noise["des_y3"])
+            by_noise, _ = data_root.read_tiles(sim, 200, ("des_y3",), realizations=True)
+            stack = by_noise["des_y3"]  # (R, 12, 4, n, n)
+            per_sim = stack.shape[0] * 12
+            rows = slice(per_sim * i, per_sim * (i + 1))
+            np.testing.assert_array_equal(table.tiles[rows], stack.reshape(per_sim, 4, 128, 128))
             np.testing.assert_array_equal(table.sim_id[rows], sim)
             np.testing.assert_array_equal(
-                table.theta[rows], [[catalog[sim]["Omega_m"], catalog[sim]["S8"]]] * 12
+                table.columns["noise_realization"][rows], np.repeat(np.arange(len(stack)), 12)
+            )
+            np.testing.assert_array_equal(
+                table.theta[rows], [[catalog[sim]["Omega_m"], catalog[sim]["S8"]]] * per_sim
             )
         seen = np.concatenate(
             [b.theta for b in iter_batches(table, 7, shuffle=True, rng=np.random.default_rng(1))]

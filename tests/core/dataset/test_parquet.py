@@ -49,36 +49,86 @@ def _fake_tiles(root: DataRoot, sim_id: int, shape: tuple[int, ...], rng: np.ran
 
 
 def test_rows_columns_and_values(data_root: DataRoot, catalog: SimCatalog) -> None:
-    """12 rows per sim with tiles, in (sim, orientation, tile) order, values as in the files."""
+    """12 R rows per sim, in (sim, realisation, orientation, tile) order, values as in the files."""
     report = write_config_shards(data_root, catalog, LMAX, "des_y3", [*SIMS, 4])
+    n_real = 4  # TilingOptions().noise_realizations
+    per_sim = 12 * n_real
     assert report.out_dir == data_root.shards(LMAX, "des_y3").dir
-    assert report.rows == 12 * len(SIMS)
+    assert report.rows == per_sim * len(SIMS)
     assert report.sims_included == SIMS
     assert report.sims_missing == (4,)
     (skip,) = report.skipped
     assert skip.kind == "missing"
     assert skip.path == data_root.tiles_path(4, LMAX)
     assert str(skip.path) in skip.reason
-    assert report.tile_provenance == {"scheme": ("belts",), "noise_convention": ("per_component",)}
+    assert report.tile_provenance == {
+        "scheme": ("belts",),
+        "noise_convention": ("per_component",),
+        "noise_realizations": (str(n_real),),
+    }
 
     table = pq.read_table(report.shard_paths)
     assert table.schema.names == arrow_schema(LMAX).names
     assert table.schema.equals(arrow_schema(LMAX), check_metadata=False)
     kappa = read_kappa(table.column("kappa"))
-    assert kappa.shape == (36, 4, N_PIX, N_PIX)
+    assert kappa.shape == (per_sim * len(SIMS), 4, N_PIX, N_PIX)
     assert kappa.dtype == np.float32
     for i, sim_id in enumerate(SIMS):
-        tiles = data_root.read_tiles(sim_id, LMAX, ("des_y3",))[0]["des_y3"]
-        np.testing.assert_array_equal(kappa[12 * i : 12 * (i + 1)], tiles)
-    assert table.column("sim_id").to_pylist() == [s for s in SIMS for _ in range(12)]
-    assert table.column("orientation_id").to_pylist() == [o for o in range(3) for _ in range(4)] * 3
-    assert table.column("tile_id").to_pylist() == list(range(4)) * 9
+        stack = data_root.read_tiles(sim_id, LMAX, ("des_y3",), realizations=True)[0]["des_y3"]
+        assert stack.shape == (n_real, 12, 4, N_PIX, N_PIX)
+        np.testing.assert_array_equal(
+            kappa[per_sim * i : per_sim * (i + 1)], stack.reshape(-1, 4, N_PIX, N_PIX)
+        )
+        first = data_root.read_tiles(sim_id, LMAX, ("des_y3",))[0]["des_y3"]
+        np.testing.assert_array_equal(stack[0], first)  # realisation 0 is the plain array
+    assert table.column("sim_id").to_pylist() == [s for s in SIMS for _ in range(per_sim)]
+    assert (
+        table.column("noise_realization").to_pylist()
+        == [r for r in range(n_real) for _ in range(12)] * 3
+    )
+    orientations = [o for o in range(3) for _ in range(4)]
+    assert table.column("orientation_id").to_pylist() == orientations * n_real * 3
+    assert table.column("tile_id").to_pylist() == list(range(4)) * 3 * n_real * 3
     assert set(table.column("lmax").to_pylist()) == {LMAX}
     assert set(table.column("noise_level").to_pylist()) == {"des_y3"}
     for name in PARAM_COLUMNS:
-        expected = [catalog[s][name] for s in SIMS for _ in range(12)]
+        expected = [catalog[s][name] for s in SIMS for _ in range(per_sim)]
         assert table.column(name).to_pylist() == expected
     assert hash_shards(report.shard_paths, LMAX, "des_y3") == report.content_hash
+
+    noiseless = write_config_shards(data_root, catalog, LMAX, "noiseless", SIMS)
+    assert noiseless.rows == 12 * len(SIMS)  # the signal has no realisations
+    assert noiseless.tile_provenance["noise_realizations"] == ("1",)
+
+
+def test_noise_realizations_are_independent_noise_on_one_signal(data_root: DataRoot) -> None:
+    """Realisations differ only by noise of the level's power, independent between them."""
+    by_noise, meta = data_root.read_tiles(SIMS[0], LMAX, NOISE_LEVELS, realizations=True)
+    assert meta["noise_realizations"] == {"noiseless": 1, "des_y3": 4, "lsst_y10": 4}
+    signal = by_noise["noiseless"][0].astype(np.float64)
+    noise = by_noise["des_y3"].astype(np.float64) - signal  # (4, 12, 4, n, n)
+    std = noise.std(axis=(1, 3, 4))  # (realisation, bin)
+    np.testing.assert_allclose(std, np.broadcast_to(std[0], std.shape), rtol=0.05)  # same level
+    flat = noise.transpose(0, 2, 1, 3, 4).reshape(4, 4, -1)  # (realisation, bin, pixels)
+    for b in range(4):
+        corr = np.corrcoef(flat[:, b])
+        off = corr[~np.eye(4, dtype=bool)]
+        assert np.abs(off).max() < 0.02, f"bin {b}: realisations correlate: {corr}"
+
+
+def test_shards_refuse_tiles_of_another_number_of_realizations(
+    data_root: DataRoot, catalog: SimCatalog
+) -> None:
+    """A sim tiled with another R than asked for is skipped, naming the sim and the file."""
+    by_noise, meta = data_root.read_tiles(SIMS[0], LMAX, NOISE_LEVELS, realizations=True)
+    data_root.write_tiles(SIMS[0], LMAX, {k: v[:2] for k, v in by_noise.items()}, meta)
+    report = write_config_shards(data_root, catalog, LMAX, "des_y3", SIMS, noise_realizations=4)
+    assert report.sims_included == SIMS[1:]
+    (skip,) = report.skipped
+    assert skip.kind == "invalid"
+    assert f"sim {SIMS[0]}" in skip.reason
+    assert str(data_root.tiles_path(SIMS[0], LMAX)) in skip.reason
+    assert "noise_realizations 2, expected 4" in skip.reason
 
 
 def test_tile_files_are_read_one_sim_at_a_time(
@@ -141,7 +191,7 @@ def test_shards_are_bounded(data_root: DataRoot, catalog: SimCatalog) -> None:
         f"train-{i:05d}-of-{n:05d}.parquet" for i in range(n)
     ]
     assert all(p.stat().st_size <= SMALL_SHARD_BYTES for p in report.shard_paths)
-    assert sum(pq.ParquetFile(p).metadata.num_rows for p in report.shard_paths) == 36
+    assert sum(pq.ParquetFile(p).metadata.num_rows for p in report.shard_paths) == 36 * 4
     assert sorted(p.name for p in report.out_dir.iterdir()) == sorted(
         [s.name for s in report.shards] + [ShardSet.MANIFEST]
     )
@@ -289,7 +339,7 @@ def test_bad_tile_files_are_reported_with_sim_and_file(
 
     report = write_config_shards(data_root, catalog, LMAX, "des_y3", [*SIMS, 20, 21, 999])
     assert report.sims_included == SIMS[1:]
-    assert report.rows == 24
+    assert report.rows == 24 * 4
     by_sim = {s.sim_id: s for s in report.skipped}
     assert {sim: s.kind for sim, s in by_sim.items()} == {
         SIMS[0]: "invalid",
@@ -326,5 +376,5 @@ def test_tiles_of_another_scheme_are_not_mixed_in(data_root: DataRoot, catalog: 
         data_root, catalog, LMAX, "des_y3", SIMS, scheme="belts", noise_convention="per_component"
     )
     assert isinstance(report, ShardReport)
-    assert report.rows == 36
+    assert report.rows == 36 * 4
     assert os.listdir(data_root.tmp_root) == []

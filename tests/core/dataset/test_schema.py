@@ -56,7 +56,7 @@ def test_features_and_arrow_schema(lmax: int) -> None:
     assert tile_shape(lmax) == (4, n, n)
     schema = arrow_schema(lmax)
     assert schema.names == list(COLUMNS)
-    for name in ("sim_id", "orientation_id", "tile_id", "lmax"):
+    for name in ("sim_id", "noise_realization", "orientation_id", "tile_id", "lmax"):
         assert schema.field(name).type == pa.int32()
     assert schema.field("noise_level").type == pa.string()
     for name in PARAM_COLUMNS:
@@ -76,7 +76,13 @@ def test_parameter_columns_are_the_spec_eight() -> None:
 def _rows(rng: np.random.Generator, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     kappa = rng.standard_normal((n_rows, 4, 8, 8)).astype(np.float32)
     ids = np.stack(
-        [np.full(n_rows, 5), np.arange(n_rows) // 4, np.arange(n_rows) % 4, np.full(n_rows, 200)],
+        [
+            np.full(n_rows, 5),
+            np.arange(n_rows) // 12,
+            np.arange(n_rows) // 4 % 3,
+            np.arange(n_rows) % 4,
+            np.full(n_rows, 200),
+        ],
         axis=1,
     )
     params = rng.uniform(size=(n_rows, len(PARAM_COLUMNS)))

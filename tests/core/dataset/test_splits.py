@@ -1,7 +1,8 @@
-"""Tests of lensing_core.dataset.splits and .normalization: the 70/25/5 split and its statistics."""
+"""Tests of lensing_core.dataset.splits and .normalization: splits by sim or tile, statistics."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -18,16 +19,21 @@ from lensing_core.dataset.normalization import (
     save_norm_stats,
 )
 from lensing_core.dataset.splits import (
+    DEFAULT_SIM_FRACTIONS,
+    SET_NAMES,
+    TILE_FRACTIONS,
     Split,
+    SplitSpec,
     load_split,
     make_split,
-    min_tiles_for,
+    min_units_for,
     save_split,
 )
 from lensing_core.io import InputMissingError
 from lensing_core.sims.catalog import FIDUCIAL_SIM_ID
 
 TILES_PER_SIM = 12
+TILE_SETS = ("compressor_train", "npe_train", "test")
 
 
 def sim_ids_of(n_sims: int, *, fiducial: bool = True) -> np.ndarray:
@@ -37,63 +43,124 @@ def sim_ids_of(n_sims: int, *, fiducial: bool = True) -> np.ndarray:
     return np.repeat(sims, TILES_PER_SIM)
 
 
-@pytest.mark.parametrize("n_sims", [2, 5, 13, 50, 791])
-def test_split_sizes_disjoint_and_fiducial_apart(n_sims: int) -> None:
+def with_realizations(n_sims: int, n_real: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row sim ids and noise realisations in shard order (sim, realisation, tile)."""
+    sims = np.unique(sim_ids_of(n_sims))
+    sim_ids = np.repeat(sims, n_real * TILES_PER_SIM)
+    realization = np.tile(np.repeat(np.arange(n_real), TILES_PER_SIM), len(sims))
+    return sim_ids, realization
+
+
+@pytest.mark.parametrize("n_sims", [13, 20, 50, 791])
+def test_sim_split_keeps_every_sim_in_one_set(n_sims: int) -> None:
+    """The default split: whole sims per set, sizes by fraction, every tile once, fiducial apart."""
     sim_ids = sim_ids_of(n_sims)
     split = make_split(sim_ids)
+    assert split.kind == "sim"
+    assert split.fractions == DEFAULT_SIM_FRACTIONS
+    sims = split.sims(sim_ids)
+    for a, b in itertools.combinations(SET_NAMES, 2):
+        assert not set(sims[a]) & set(sims[b]), f"{a} and {b} share sims"
     pool = np.flatnonzero(sim_ids != FIDUCIAL_SIM_ID)
-    parts = [split.compressor_train, split.npe_train, split.test]
-    every = np.concatenate(parts)
-    assert len(np.unique(every)) == len(every) == len(pool)
+    every = np.concatenate([getattr(split, name) for name in SET_NAMES])
     np.testing.assert_array_equal(np.sort(every), pool)
-    for part, fraction in zip(parts, (0.70, 0.25, 0.05), strict=True):
-        assert abs(len(part) - fraction * len(pool)) <= 1
-        assert not np.any(sim_ids[part] == FIDUCIAL_SIM_ID)
+    n_pool = len(np.unique(sim_ids[pool]))
+    for name, fraction in zip(SET_NAMES, DEFAULT_SIM_FRACTIONS, strict=True):
+        part = getattr(split, name)
+        assert len(sims[name]) >= 1
+        assert abs(len(sims[name]) - fraction * n_pool) <= 2  # the last set takes the rest
+        assert len(part) == TILES_PER_SIM * len(sims[name])  # every tile of its sims
+        assert FIDUCIAL_SIM_ID not in sims[name]
         assert np.all(np.diff(part) > 0)
     np.testing.assert_array_equal(split.fiducial, np.flatnonzero(sim_ids == FIDUCIAL_SIM_ID))
-    assert len(split.fiducial) == TILES_PER_SIM
     assert split.sizes()["fiducial"] == TILES_PER_SIM
+
+
+def test_sim_split_lists_realization_zero_and_keeps_realizations_together() -> None:
+    """With R noise realisations a split lists one row per tile: realisation 0's."""
+    sim_ids, realization = with_realizations(20, 4)
+    split = make_split(sim_ids, realization=realization)
+    plain = make_split(sim_ids_of(20))
+    for name in (*SET_NAMES, "fiducial"):
+        rows = getattr(split, name)
+        assert np.all(realization[rows] == 0)
+        # the same sims as without realisations: the split is of sims, not of rows
+        np.testing.assert_array_equal(np.unique(sim_ids[rows]), plain.sims(sim_ids_of(20))[name])
+    split.check_rows(sim_ids)
+
+
+def test_tile_split_is_the_seed_split_with_its_validation_sets() -> None:
+    """``tile``: the old 70/25/5 split of tiles; validation sets are NPE-train and test."""
+    sim_ids = sim_ids_of(20)
+    split = make_split(sim_ids, SplitSpec("tile"))
+    pool = np.flatnonzero(sim_ids != FIDUCIAL_SIM_ID)
+    parts = [getattr(split, name) for name in TILE_SETS]
+    every = np.concatenate(parts)
+    np.testing.assert_array_equal(np.sort(every), pool)
+    for part, fraction in zip(parts, TILE_FRACTIONS, strict=True):
+        assert abs(len(part) - fraction * len(pool)) <= 1
+    np.testing.assert_array_equal(split.compressor_val, split.npe_train)
+    np.testing.assert_array_equal(split.npe_val, split.test)
+    # the leak the default split removes: sims with tiles in training and in test
+    assert set(sim_ids[split.test]) & set(sim_ids[split.compressor_train])
+    # the permutation of the earlier pipeline, unchanged
+    order = np.random.default_rng(42).permutation(pool)
+    n_train, n_npe = round(0.7 * len(pool)), round(0.25 * len(pool))
+    np.testing.assert_array_equal(split.compressor_train, np.sort(order[:n_train]))
+    np.testing.assert_array_equal(split.test, np.sort(order[n_train + n_npe :]))
 
 
 def test_split_deterministic_and_seeded() -> None:
     sim_ids = sim_ids_of(20)
     first, again = make_split(sim_ids), make_split(sim_ids.copy())
     assert first == again
-    for name in ("compressor_train", "npe_train", "test", "fiducial"):
+    for name in (*SET_NAMES, "fiducial"):
         np.testing.assert_array_equal(getattr(first, name), getattr(again, name))
-    other = make_split(sim_ids, seed=7)
-    assert not np.array_equal(first.compressor_train, other.compressor_train)
-    # tile level: a sim's tiles are spread over the splits, not kept together
-    assert len(np.unique(sim_ids[first.test])) > 1
+    other = make_split(sim_ids, SplitSpec(seed=7))
+    assert first.sims(sim_ids)["compressor_train"] != other.sims(sim_ids)["compressor_train"]
 
 
 def test_split_arrays_are_read_only() -> None:
-    split = make_split(sim_ids_of(5))
+    split = make_split(sim_ids_of(14))
     with pytest.raises(ValueError, match=r"read-only"):
         split.test[0] = 0
 
 
-def test_too_few_tiles_names_count_and_minimum() -> None:
-    n_min = min_tiles_for()
-    sim_ids = np.r_[np.ones(n_min - 1, dtype=int), np.full(12, FIDUCIAL_SIM_ID)]
-    with pytest.raises(ValueError, match=rf"{n_min - 1} tiles outside .* need at least {n_min}"):
+def test_too_few_sims_names_count_and_minimum() -> None:
+    n_min = min_units_for()
+    sim_ids = sim_ids_of(n_min)  # n_min - 1 sims besides the fiducial
+    with pytest.raises(ValueError, match=rf"{n_min - 1} sims outside .* need at least {n_min}"):
         make_split(sim_ids)
-    split = make_split(np.r_[np.ones(n_min, dtype=int), np.full(12, FIDUCIAL_SIM_ID)])
-    assert min(len(split.compressor_train), len(split.npe_train), len(split.test)) == 1
+    split = make_split(sim_ids_of(n_min + 1))
+    assert min(len(split.sims(sim_ids_of(n_min + 1))[name]) for name in SET_NAMES) == 1
+    n_tiles = min_units_for(SplitSpec("tile"))
+    few = np.r_[np.ones(n_tiles - 1, dtype=int), np.full(12, FIDUCIAL_SIM_ID)]
+    with pytest.raises(ValueError, match=rf"{n_tiles - 1} tiles outside"):
+        make_split(few, SplitSpec("tile"))
 
 
-@pytest.mark.parametrize("fractions", [(0.5, 0.5, 0.0), (0.7, 0.2, 0.2), (0.5, 0.5)])
-def test_bad_fractions(fractions: tuple[float, ...]) -> None:
-    with pytest.raises(ValueError, match=r"fractions"):
-        make_split(sim_ids_of(5), fractions=fractions)  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("kind", "fractions"),
+    [
+        ("sim", (0.5, 0.5, 0.0, 0.0, 0.0)),
+        ("sim", (0.7, 0.2, 0.1)),
+        ("tile", (0.7, 0.2, 0.2)),
+        ("tile", (0.5, 0.5)),
+        ("sims", None),
+    ],
+)
+def test_bad_spec(kind: str, fractions: tuple[float, ...] | None) -> None:
+    with pytest.raises(ValueError, match=r"fractions|split kind"):
+        SplitSpec(kind, fractions)
 
 
 def test_split_json_round_trip(tmp_path) -> None:
-    split = make_split(sim_ids_of(13))
-    path = save_split(split, tmp_path / "split.json", tmp_root=tmp_path / ".tmp")
-    assert load_split(path) == split
-    assert list((tmp_path / ".tmp").iterdir()) == []
-    split.check_rows(sim_ids_of(13))
+    for spec in (SplitSpec(), SplitSpec("tile")):
+        split = make_split(sim_ids_of(13), spec)
+        path = save_split(split, tmp_path / "split.json", tmp_root=tmp_path / ".tmp")
+        assert load_split(path) == split
+        assert list((tmp_path / ".tmp").iterdir()) == []
+        split.check_rows(sim_ids_of(13))
 
 
 def test_split_refuses_another_table() -> None:
@@ -108,13 +175,17 @@ def test_load_split_errors(tmp_path) -> None:
     with pytest.raises(InputMissingError, match=r"missing.json"):
         load_split(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
-    bad.write_text('{"format": 1, "n_rows"')
+    bad.write_text('{"format": 2, "n_rows"')
     with pytest.raises(ValueError, match=r"bad.json"):
         load_split(bad)
-    record = make_split(sim_ids_of(5)).to_dict()
+    record = make_split(sim_ids_of(14)).to_dict()
     record["test"] = record["test"] + record["npe_train"][:1]
     bad.write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"bad.json.*overlap"):
+        load_split(bad)
+    old = {**make_split(sim_ids_of(14)).to_dict(), "format": 1}
+    bad.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"bad.json.*format 1, expected 2"):
         load_split(bad)
 
 
@@ -147,7 +218,7 @@ def test_norm_stats_match_numpy_and_chunking() -> None:
 
 def test_norm_stats_only_from_the_given_split() -> None:
     rng = np.random.default_rng(2)
-    sim_ids = sim_ids_of(5)
+    sim_ids = sim_ids_of(14)
     tiles, theta = toy_arrays(len(sim_ids), rng)
     split = make_split(sim_ids)
     reference = compute_norm_stats(tiles, theta, split.compressor_train)
@@ -210,4 +281,4 @@ def test_normalize_and_denormalize_numpy_and_torch() -> None:
 def test_split_repr_is_short() -> None:
     text = repr(make_split(sim_ids_of(791)))
     assert len(text) < 200
-    assert isinstance(make_split(sim_ids_of(5)), Split)
+    assert isinstance(make_split(sim_ids_of(14)), Split)

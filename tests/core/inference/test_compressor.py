@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from scipy.ndimage import gaussian_filter
 
 from lensing_core.dataset.loader import TileTable
 from lensing_core.dataset.normalization import NormStats, compute_norm_stats, load_norm_stats
-from lensing_core.dataset.splits import Split, load_split, make_split
+from lensing_core.dataset.splits import Split, SplitSpec, load_split, make_split
 from lensing_core.inference.compressor import (
     CompressorModule,
     augment_tiles,
@@ -40,7 +41,9 @@ from lensing_core.io import InputMissingError
 from lensing_core.sims.catalog import FIDUCIAL_SIM_ID, PARAM_NAMES
 
 N_PIX = 32
-N_SIMS = 12  # 11 + the fiducial sim: 132 tiles to split, 92 of them for training
+N_SIMS = 14  # 13 + the fiducial sim, split whole: 7 sims (84 tiles, 5 batches) for training
+#: 7 / 2 / 2 / 1 / 1 of the 13 sims: 2 validation sims choose the checkpoint
+TOY_SPLIT = SplitSpec(fractions=(7 / 13, 2 / 13, 2 / 13, 1 / 13, 1 / 13))
 
 
 def toy_table(n_sims: int = N_SIMS, n_pix: int = N_PIX, seed: int = 0) -> TileTable:
@@ -88,7 +91,7 @@ def table() -> TileTable:
 
 @pytest.fixture(scope="module")
 def split(table: TileTable) -> Split:
-    return make_split(table.sim_id)
+    return make_split(table.sim_id, TOY_SPLIT)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +167,7 @@ def dihedral(tile: torch.Tensor) -> list[torch.Tensor]:
 
 def test_augment_applies_one_symmetry_per_tile() -> None:
     tiles = torch.randn(64, 4, 8, 8)
-    out = augment_tiles(tiles, generator=torch.Generator().manual_seed(0))
+    out = augment_tiles(tiles, symmetries="square", generator=torch.Generator().manual_seed(0))
     assert out.shape == tiles.shape
     seen = set()
     for before, after in zip(tiles, out, strict=True):
@@ -172,7 +175,7 @@ def test_augment_applies_one_symmetry_per_tile() -> None:
         assert len(matches) == 1
         seen.add(matches[0])
     assert seen == set(range(8))
-    again = augment_tiles(tiles, generator=torch.Generator().manual_seed(0))
+    again = augment_tiles(tiles, symmetries="square", generator=torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
 
 
@@ -185,6 +188,25 @@ def test_augment_rolls_keep_pixel_values() -> None:
     assert not torch.equal(out, plain)
     with pytest.raises(ValueError, match=r"square"):
         augment_tiles(torch.zeros(2, 4, 8, 6))
+
+
+@pytest.mark.parametrize("symmetries", ["face", "square"])
+def test_module_augments_with_the_configured_group(
+    table: TileTable, stats: NormStats, monkeypatch: pytest.MonkeyPatch, symmetries: str
+) -> None:
+    """The training step passes ``config.symmetries`` to :func:`augment_tiles`."""
+    calls: list[dict[str, Any]] = []
+
+    def spy(tiles: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        calls.append(kwargs)
+        return augment_tiles(tiles, **kwargs)
+
+    monkeypatch.setattr("lensing_core.inference.compressor.augment_tiles", spy)
+    module = CompressorModule(tiny_config(symmetries=symmetries), stats)
+    batch = (torch.tensor(table.tiles[:4]), torch.tensor(table.theta[:4]))
+    module._step(batch, train=True)
+    module._step(batch, train=False)
+    assert calls == [{"symmetries": symmetries, "rolls": False}]
 
 
 def test_module_compress_shapes(table: TileTable, stats: NormStats) -> None:
@@ -223,7 +245,7 @@ def test_fit_writes_files_and_result(trained: CompressorResult, split: Split, st
     assert [p for p in (out.parent / ".tmp").rglob("*") if p.is_file()] == []
     record = json.loads(trained.files.result.read_text())
     assert record == json.loads(json.dumps(trained.metrics))
-    for key in ("train_mse", "val_mse", "test_mse", "best_val_loss", "elapsed_s"):
+    for key in ("train_mse", "val_mse", "best_val_loss", "elapsed_s"):
         assert isinstance(record[key], float)
         assert record[key] >= 0
     assert record["epochs"] == 8
@@ -234,7 +256,8 @@ def test_fit_writes_files_and_result(trained: CompressorResult, split: Split, st
     assert record["device"] == "cpu"
     assert record["precision"] == "32-true"
     assert record["n_tiles"] == split.sizes()
-    assert set(record["r2"]) == {"train", "val", "test"}
+    assert set(record["r2"]) == {"train", "val"}  # the test set is the report's, not touched
+    assert "test_mse" not in record
     assert record["train_tiles_per_s"] > 0
     assert CompressorConfig.from_dict(record["config"]) == tiny_config()
     # statistics of the compressor-train split only, and the very split given
@@ -246,7 +269,7 @@ def test_loss_decreases_on_learnable_toy(
     trained: CompressorResult, table: TileTable, split: Split, stats: NormStats
 ) -> None:
     torch.manual_seed(tiny_config().seed)
-    untrained = evaluate_split(CompressorModule(tiny_config(), stats), table, split.npe_train)
+    untrained = evaluate_split(CompressorModule(tiny_config(), stats), table, split.compressor_val)
     assert trained.metrics["val_mse"] < 0.6 * untrained["mse"]
     assert trained.metrics["r2"]["val"]["S8"] > 0.3
 
@@ -257,12 +280,12 @@ def test_best_checkpoint_alone_is_enough(
     module = load_compressor(trained.best_ckpt)
     assert not module.training
     assert module.norm_stats == trained.norm_stats
-    scores = evaluate_split(module, table, split.npe_train)
+    scores = evaluate_split(module, table, split.compressor_val)
     assert scores["mse"] == pytest.approx(trained.metrics["val_mse"], rel=1e-5)
     assert scores["mse"] == pytest.approx(trained.metrics["best_val_loss"], rel=1e-4)
-    r2 = evaluate_r2(module, table, split.test)
+    r2 = evaluate_r2(module, table, split.compressor_val)
     assert list(r2) == list(PARAM_NAMES)
-    assert r2 == pytest.approx(trained.metrics["r2"]["test"])
+    assert r2 == pytest.approx(trained.metrics["r2"]["val"])
 
 
 def test_fit_is_reproducible(tmp_path: Path, table: TileTable, split: Split) -> None:
@@ -308,7 +331,7 @@ from pathlib import Path
 import torch
 from lensing_core.dataset.splits import make_split
 from lensing_core.inference.training import fit_compressor
-from tests.core.inference.test_compressor import tiny_config, toy_table
+from tests.core.inference.test_compressor import TOY_SPLIT, tiny_config, toy_table
 
 save = torch.save
 
@@ -321,7 +344,7 @@ def dying_save(obj, f, *args, **kwargs):
 
 torch.save = dying_save
 table, root = toy_table(), Path(sys.argv[1])
-split = make_split(table.sim_id)
+split = make_split(table.sim_id, TOY_SPLIT)
 fit_compressor(
     table, split, tiny_config(max_epochs=3), root / "run", tmp_root=root / ".tmp", accelerator="cpu"
 )
@@ -401,8 +424,8 @@ def test_incompatible_checkpoints_are_named(trained: CompressorResult, tmp_path:
 
 
 def test_split_of_another_table_is_refused(tmp_path: Path, table: TileTable) -> None:
-    other = make_split(toy_table(n_sims=10).sim_id)
-    with pytest.raises(ValueError, match=r"split made for 120 rows"):
+    other = make_split(toy_table(n_sims=15).sim_id)
+    with pytest.raises(ValueError, match=r"split made for 180 rows"):
         fit_compressor(table, other, tiny_config(), tmp_path / "run", tmp_root=tmp_path / ".tmp")
 
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from lensing_core.dataset.normalization import load_norm_stats
+from lensing_core.dataset.loader import TileDataset
+from lensing_core.dataset.normalization import load_norm_stats, normalize_theta
 from lensing_core.dataset.parquet import write_config_shards
-from lensing_core.dataset.splits import load_split
+from lensing_core.dataset.splits import SplitSpec, load_split
+from lensing_core.inference import pipeline
 from lensing_core.inference.compressor import load_compressor
 from lensing_core.inference.config import CompressorConfig, compressor_preset
 from lensing_core.inference.fom import FOM_RESULT_KEYS, read_fom_result
@@ -29,13 +32,17 @@ from lensing_core.inference.pipeline import (
     train_compressor,
     train_npe,
 )
+from lensing_core.inference.training import evaluate_split
 from lensing_core.io import InputMissingError
 from lensing_core.products import make_kappa, make_tiles
 from lensing_core.sims.catalog import FIDUCIAL_SIM_ID, SimCatalog, synthetic_catalog
 from lensing_core.sims.sources import SyntheticSource
 from lensing_core.storage import DataRoot
 
-SIMS = (3, 7, 12, FIDUCIAL_SIM_ID)
+SIMS = (3, 7, 12, 21, 33, 45, 58, FIDUCIAL_SIM_ID)
+#: whole sims per set: 3 (a prior of 3 parameter points) / 1 / 1 / 1 / 1 of the 7
+SPLIT = SplitSpec(fractions=(3 / 7, 1 / 7, 1 / 7, 1 / 7, 1 / 7))
+N_REAL = 4  # TilingOptions().noise_realizations
 LMAX, NOISE = 200, "des_y3"
 CONFIG = "lmax_200_des_y3"
 TINY = CompressorConfig(
@@ -64,7 +71,7 @@ def tiles_root(tmp_path_factory: pytest.TempPathFactory, catalog: SimCatalog) ->
 @pytest.fixture(scope="module")
 def trained_root(tiles_root: DataRoot) -> DataRoot:
     """The chain run once: compressor, NPE, report."""
-    train_compressor(tiles_root, LMAX, NOISE, TINY, accelerator="cpu")
+    train_compressor(tiles_root, LMAX, NOISE, TINY, split=SPLIT, accelerator="cpu")
     train_npe(tiles_root, LMAX, NOISE, NPE_TINY, device="cpu")
     fom_report(tiles_root, LMAX, NOISE, device="cpu")
     return tiles_root
@@ -89,7 +96,7 @@ def test_presets_and_device() -> None:
 
 def test_open_config_reads_the_shards(tiles_root: DataRoot) -> None:
     table, report = open_config(tiles_root, LMAX, NOISE)
-    assert len(table) == report.rows == 12 * len(SIMS)
+    assert len(table) == report.rows == 12 * N_REAL * len(SIMS)
     assert table.tile_shape == (4, 128, 128)
     assert sorted(set(table.sim_id.tolist())) == list(SIMS)
 
@@ -162,7 +169,9 @@ def test_npe_uses_the_compressor_split_and_records_it(trained_root: DataRoot) ->
     split = load_split(trained_root.compressor(LMAX, NOISE).dir / "split.json")
     npe = load_npe(trained_root.npe(LMAX, NOISE).checkpoint)
     assert npe.extra["n_train"] == len(split.npe_train)
-    assert npe.extra["n_val"] == len(split.test)
+    assert npe.extra["n_val"] == len(split.npe_val)
+    assert npe.extra["noise_realizations"] == N_REAL
+    assert npe.extra["split_kind"] == "sim"
     assert npe.extra["config"] == CONFIG
     assert len(npe.extra["compressor_sha256"]) == 64
     assert npe.config == NPE_TINY
@@ -175,20 +184,26 @@ def test_interrupted_training_resumes_and_a_finished_one_starts_over(
 ) -> None:
     comp = copy_root.compressor(LMAX, NOISE).dir
     cfg = CompressorConfig(**{**TINY.to_dict(), "max_epochs": 20})  # max_steps stops first
-    first = train_compressor(copy_root, LMAX, NOISE, cfg, accelerator="cpu", max_steps=2)
+    first = train_compressor(
+        copy_root, LMAX, NOISE, cfg, split=SPLIT, accelerator="cpu", max_steps=2
+    )
     assert first.metrics["global_step"] == 2
     (comp / "result.json").unlink()  # as a run killed after its last checkpoint
-    resumed = train_compressor(copy_root, LMAX, NOISE, cfg, accelerator="cpu", max_steps=7)
+    resumed = train_compressor(
+        copy_root, LMAX, NOISE, cfg, split=SPLIT, accelerator="cpu", max_steps=7
+    )
     assert resumed.metrics["resumed_from_step"] == 2
     assert resumed.metrics["global_step"] == 7
-    again = train_compressor(copy_root, LMAX, NOISE, cfg, accelerator="cpu", max_steps=2)
+    again = train_compressor(
+        copy_root, LMAX, NOISE, cfg, split=SPLIT, accelerator="cpu", max_steps=2
+    )
     assert again.metrics["resumed_from_step"] is None
     assert again.metrics["global_step"] == 2
 
 
 def test_missing_shards_name_the_configuration(copy_root: DataRoot) -> None:
     with pytest.raises(InputMissingError, match=r"lmax_400_des_y3.*shards\.json"):
-        train_compressor(copy_root, 400, NOISE, TINY, accelerator="cpu")
+        train_compressor(copy_root, 400, NOISE, TINY, split=SPLIT, accelerator="cpu")
     assert not copy_root.compressor(400, NOISE).dir.exists()
 
 
@@ -196,17 +211,19 @@ def test_missing_compressor_and_npe_are_named(copy_root: DataRoot, catalog: SimC
     write_config_shards(copy_root, catalog, LMAX, "lsst_y10", SIMS)
     with pytest.raises(InputMissingError, match=r"lmax_200_lsst_y10: no trained compressor"):
         train_npe(copy_root, LMAX, "lsst_y10", NPE_TINY, device="cpu")
-    train_compressor(copy_root, LMAX, "lsst_y10", TINY, accelerator="cpu", max_steps=1)
+    train_compressor(copy_root, LMAX, "lsst_y10", TINY, split=SPLIT, accelerator="cpu", max_steps=1)
     with pytest.raises(InputMissingError, match=r"lmax_200_lsst_y10: .*npe_best\.ckpt"):
         fom_report(copy_root, LMAX, "lsst_y10", device="cpu")
 
 
-def test_too_few_tiles_for_the_split(copy_root: DataRoot, catalog: SimCatalog) -> None:
-    """Only the fiducial sim: nothing to train on; the message names config and directory."""
+def test_too_few_sims_for_the_split(copy_root: DataRoot, catalog: SimCatalog) -> None:
+    """Only the fiducial sim: no sim to train on; the message names config and directory."""
     write_config_shards(copy_root, catalog, LMAX, "noiseless", [FIDUCIAL_SIM_ID])
     shard_dir = copy_root.shards(LMAX, "noiseless").dir
-    with pytest.raises(ValueError, match=rf"lmax_200_noiseless \({shard_dir}\): too few tiles"):
-        train_compressor(copy_root, LMAX, "noiseless", TINY, accelerator="cpu")
+    with pytest.raises(
+        ValueError, match=rf"lmax_200_noiseless \({shard_dir}\): too few sims.*need at least 7"
+    ):
+        train_compressor(copy_root, LMAX, "noiseless", TINY, split=SPLIT, accelerator="cpu")
     assert not (copy_root.compressor(LMAX, "noiseless").dir / "best.ckpt").exists()
 
 
@@ -214,7 +231,9 @@ def test_no_fiducial_tiles_is_an_error_of_the_report(
     copy_root: DataRoot, catalog: SimCatalog
 ) -> None:
     write_config_shards(copy_root, catalog, LMAX, "noiseless", SIMS[:-1])
-    train_compressor(copy_root, LMAX, "noiseless", TINY, accelerator="cpu", max_steps=1)
+    train_compressor(
+        copy_root, LMAX, "noiseless", TINY, split=SPLIT, accelerator="cpu", max_steps=1
+    )
     train_npe(copy_root, LMAX, "noiseless", NPEConfig(max_epochs=1), device="cpu")
     with pytest.raises(ValueError, match=r"lmax_200_noiseless: .* no tile of the fiducial sim"):
         fom_report(copy_root, LMAX, "noiseless", device="cpu")
@@ -237,7 +256,7 @@ def test_corrupt_resume_checkpoint_is_named(copy_root: DataRoot) -> None:
     (comp / "result.json").unlink()
     (comp / "last.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=rf"{CONFIG}: .*last\.ckpt.* truncated or corrupt"):
-        train_compressor(copy_root, LMAX, NOISE, TINY, accelerator="cpu")
+        train_compressor(copy_root, LMAX, NOISE, TINY, split=SPLIT, accelerator="cpu")
 
 
 def test_norm_stats_that_do_not_match_the_model(copy_root: DataRoot) -> None:
@@ -251,7 +270,7 @@ def test_norm_stats_that_do_not_match_the_model(copy_root: DataRoot) -> None:
 
 def test_report_refuses_an_npe_of_another_compressor(copy_root: DataRoot) -> None:
     other = CompressorConfig(**{**TINY.to_dict(), "seed": 7})
-    train_compressor(copy_root, LMAX, NOISE, other, accelerator="cpu", max_steps=1)
+    train_compressor(copy_root, LMAX, NOISE, other, split=SPLIT, accelerator="cpu", max_steps=1)
     with pytest.raises(ValueError, match=rf"{CONFIG}: .*npe_best\.ckpt was trained on another"):
         fom_report(copy_root, LMAX, NOISE, device="cpu")
 
@@ -262,3 +281,74 @@ def test_changed_shards_are_not_used_with_an_old_split(
     write_config_shards(copy_root, catalog, LMAX, NOISE, SIMS[1:])  # sim 3 dropped
     with pytest.raises(ValueError, match=rf"{CONFIG}: .*split\.json does not fit"):
         train_npe(copy_root, LMAX, NOISE, NPE_TINY, device="cpu")
+
+
+def test_chain_split_keeps_every_sim_in_one_set(trained_root: DataRoot) -> None:
+    """split.json of the chain: no sim id in two sets, one row (realisation 0) per tile."""
+    split = load_split(trained_root.compressor(LMAX, NOISE).split)
+    table, _ = open_config(trained_root, LMAX, NOISE)
+    assert split.kind == "sim"
+    sims = split.sims(table.sim_id)
+    names = ("compressor_train", "compressor_val", "npe_train", "npe_val", "test", "fiducial")
+    for i, a in enumerate(names):
+        assert sims[a], f"{a} is empty"
+        for b in names[i + 1 :]:
+            assert not set(sims[a]) & set(sims[b]), f"sims in {a} and in {b}: {sims}"
+    assert sorted(s for name in names for s in sims[name]) == list(SIMS)
+    for name in names:
+        rows = getattr(split, name)
+        assert np.all(table.columns["noise_realization"][rows] == 0)
+        assert len(rows) == 12 * len(sims[name])
+
+
+def test_models_are_selected_on_their_validation_sets_only(trained_root: DataRoot) -> None:
+    """The best compressor and the kept NPE are the best on compressor-val and NPE-val."""
+    files = trained_root.compressor(LMAX, NOISE)
+    split = load_split(files.split)
+    table, _ = open_config(trained_root, LMAX, NOISE)
+    result = json.loads(files.result.read_text())
+    assert set(result["r2"]) == {"train", "val"}  # the test set is graded by the report only
+    compressor = load_compressor(files.best)
+    val = evaluate_split(compressor, table, split.compressor_val)
+    assert result["best_val_loss"] == pytest.approx(val["mse"], rel=1e-4)
+    npe = load_npe(trained_root.npe(LMAX, NOISE).checkpoint)
+    norm = load_norm_stats(files.norm_stats)
+    rows = split.npe_val
+    tiles = torch.from_numpy(np.asarray(table.tiles[rows], dtype=np.float32))
+    theta = torch.from_numpy(np.asarray(normalize_theta(table.theta[rows], norm), np.float32))
+    with torch.no_grad():
+        nll = float(npe.model.nll(theta, compressor.compress(tiles)).mean())
+    assert npe.extra["best_val_nll"] == pytest.approx(nll, rel=1e-4, abs=1e-5)
+
+
+def test_training_draws_every_noise_realization(
+    copy_root: DataRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compressor and NPE batches take the tiles in all R realisations, evaluation only r = 0."""
+    table, _ = open_config(copy_root, LMAX, NOISE)
+    realization = table.columns["noise_realization"]
+    seen: dict[str, list[int]] = {"compressor": [], "npe": []}
+    gather = TileDataset.__getitems__
+
+    def spy_gather(self: TileDataset, indices: Any) -> Any:
+        seen["compressor"] += self.indices[np.asarray(indices)].tolist()
+        return gather(self, indices)
+
+    tiles_tensor = pipeline._tiles_tensor
+
+    def spy_tiles(table: Any, rows: np.ndarray) -> torch.Tensor:
+        seen["npe"] += np.asarray(rows).tolist()
+        return tiles_tensor(table, rows)
+
+    monkeypatch.setattr(TileDataset, "__getitems__", spy_gather)
+    monkeypatch.setattr(pipeline, "_tiles_tensor", spy_tiles)
+    train_compressor(copy_root, LMAX, NOISE, TINY, split=SPLIT, accelerator="cpu")
+    train_npe(copy_root, LMAX, NOISE, NPE_TINY, device="cpu")
+    split = load_split(copy_root.compressor(LMAX, NOISE).split)
+    for name, rows in seen.items():
+        counts = np.bincount(realization[rows], minlength=N_REAL)
+        assert np.all(counts > 0), f"{name} never saw some realisations: {counts}"
+    # training rows come from the training sets only; evaluation rows are realisation 0
+    train_sims = set(table.sim_id[split.compressor_train]) | set(table.sim_id[split.npe_train])
+    noisy = [r for r in seen["compressor"] + seen["npe"] if realization[r] > 0]
+    assert set(table.sim_id[noisy]) <= train_sims

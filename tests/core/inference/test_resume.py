@@ -21,7 +21,7 @@ import torch
 
 from lensing_core.dataset.loader import TileTable
 from lensing_core.dataset.parquet import write_config_shards
-from lensing_core.dataset.splits import Split, make_split
+from lensing_core.dataset.splits import Split, SplitSpec, make_split
 from lensing_core.inference.compressor import CompressorModule
 from lensing_core.inference.config import CompressorConfig
 from lensing_core.inference.pipeline import train_compressor
@@ -34,6 +34,8 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 # 60 non-fiducial tiles: 42 to train on, 5 steps of 8 per epoch; max_steps stops every fit
+#: resuming does not depend on how rows are split: the small tile-level split fits these toys
+TILE_SPLIT = SplitSpec("tile")
 CFG = CompressorConfig(
     backbone="test_efficientnet", batch_size=8, max_epochs=50, lr=2e-3, warmup_epochs=0.5
 )
@@ -146,7 +148,7 @@ def table() -> TileTable:
 
 @pytest.fixture(scope="module")
 def split(table: TileTable) -> Split:
-    return make_split(table.sim_id)
+    return make_split(table.sim_id, TILE_SPLIT)
 
 
 def test_interrupted_fit_continues_from_its_saved_state(
@@ -210,12 +212,12 @@ def test_pipeline_resumes_an_interrupted_training_and_restarts_a_finished_one(
 ) -> None:
     """Without ``result.json`` the saved state continues; with it, fresh weights train again."""
     files = root.compressor(LMAX, NOISE)
-    train_compressor(root, LMAX, NOISE, CFG, accelerator="cpu", max_steps=2)
+    train_compressor(root, LMAX, NOISE, CFG, split=TILE_SPLIT, accelerator="cpu", max_steps=2)
     files.result.unlink()  # interrupted
     interrupted = read_last(files.dir)
-    train_compressor(root, LMAX, NOISE, CFG, accelerator="cpu", max_steps=4)
+    train_compressor(root, LMAX, NOISE, CFG, split=TILE_SPLIT, accelerator="cpu", max_steps=4)
     finished = read_last(files.dir)
-    train_compressor(root, LMAX, NOISE, CFG, accelerator="cpu", max_steps=2)
+    train_compressor(root, LMAX, NOISE, CFG, split=TILE_SPLIT, accelerator="cpu", max_steps=2)
 
     assert len(spy.fits) == 3, f"expected a fresh, a resumed and a restarted fit: {spy.fits}"
     fresh, resumed, restarted = spy.fits
