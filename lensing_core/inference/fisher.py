@@ -1,0 +1,197 @@
+"""Fisher forecast of band powers: Gaussian covariance, Fisher matrix, priors, FoM.
+
+The data are the band powers of one tile (:class:`lensing_core.sky.power.TilePowerEstimator`):
+the 10 auto and cross spectra of the 4 bins in linear ell bands. Their covariance is the
+Gaussian (Knox) one of a fraction ``f_sky`` of the sky (1/12 for a HEALPix face), bands
+independent: ``Cov[C^ij_b, C^kl_b] = (C^ik_b C^jl_b + C^il_b C^jk_b) / N_b`` with
+``N_b = f_sky sum_{ell in b} (2 ell + 1)`` and the shape noise ``N^ii = sigma_e^2 / n_eff``
+added to the auto spectra. The Fisher matrix is ``F = D Cov^-1 D^T`` for the derivatives
+``D`` of the band means by the parameters; Gaussian priors add ``1 / sigma^2`` on the
+diagonal (a flat box prior of width ``w`` counts as ``sigma = w / sqrt(12)``, the box's own
+standard deviation). The FoM of (Omega_m, S8) is ``1 / sqrt(det Cov)`` of their 2 x 2 block
+of ``(F + P)^-1``, the other parameters marginalised; or of ``(F + P)`` restricted to the two,
+the others fixed.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import numpy.typing as npt
+
+from lensing_core._types import FloatArray
+from lensing_core.sky.power import PAIRS
+
+#: f_sky of one tile: a HEALPix base face.
+FACE_FSKY = 1.0 / 12.0
+
+
+def band_means(cls: FloatArray, edges: npt.ArrayLike) -> FloatArray:
+    """
+    ``(2 ell + 1)``-weighted means of spectra over bands.
+
+    Parameters
+    ----------
+    cls
+        ``(n_bins, n_bins, lmax + 1)`` spectra, steradians.
+    edges
+        Band edges ``(n_bands + 1,)``: band b holds the integers ``edges[b] <= ell <
+        edges[b + 1]``.
+
+    Returns
+    -------
+        ``(n_bins, n_bins, n_bands)``.
+
+    Raises
+    ------
+    ValueError
+        A band holds no integer ell, or reaches beyond the spectra's lmax.
+    """
+    cls = np.asarray(cls, dtype=np.float64)
+    edges = np.asarray(edges, dtype=np.float64)
+    ell = np.arange(cls.shape[-1])
+    out = []
+    for lo, hi in itertools.pairwise(edges):
+        inside = (ell >= lo) & (ell < hi)
+        if not inside.any() or hi > cls.shape[-1]:
+            msg = f"band [{lo:.1f}, {hi:.1f}) holds no ell of spectra with lmax {ell[-1]}"
+            raise ValueError(msg)
+        weight = 2 * ell[inside] + 1.0
+        out.append((cls[..., inside] * weight).sum(axis=-1) / weight.sum())
+    return np.stack(out, axis=-1)
+
+
+def modes_per_band(edges: npt.ArrayLike, f_sky: float) -> FloatArray:
+    """``f_sky sum_{ell in b} (2 ell + 1)``: the independent modes of each band."""
+    edges = np.asarray(edges, dtype=np.float64)
+    ell = np.arange(int(np.ceil(edges[-1])) + 1)
+    return np.array(
+        [
+            f_sky * (2 * ell[(ell >= lo) & (ell < hi)] + 1.0).sum()
+            for lo, hi in itertools.pairwise(edges)
+        ]
+    )
+
+
+def gaussian_covariance(
+    signal: FloatArray, noise: npt.ArrayLike, n_modes: npt.ArrayLike
+) -> FloatArray:
+    """
+    Gaussian covariance of the band powers of the 10 bin pairs.
+
+    Parameters
+    ----------
+    signal
+        Band means ``(n_bins, n_bins, n_bands)`` of the signal spectra.
+    noise
+        Noise power per bin ``(n_bins,)`` (``sigma_e^2 / n_eff``), added to the auto spectra.
+    n_modes
+        Independent modes per band ``(n_bands,)`` (:func:`modes_per_band`).
+
+    Returns
+    -------
+        ``(n_pairs * n_bands, n_pairs * n_bands)``, data ordered pair-major (pair p, band b at
+        ``p * n_bands + b``), pairs in :data:`~lensing_core.sky.power.PAIRS` order.
+    """
+    total = np.array(signal, dtype=np.float64)
+    n_bins, _, n_bands = total.shape
+    total[np.arange(n_bins), np.arange(n_bins)] += np.asarray(noise, dtype=np.float64)[:, None]
+    n_modes = np.asarray(n_modes, dtype=np.float64)
+    pairs = PAIRS if n_bins == 4 else tuple((i, j) for i in range(n_bins) for j in range(i, n_bins))
+    cov = np.zeros((len(pairs), n_bands, len(pairs), n_bands))
+    for p, (i, j) in enumerate(pairs):
+        for q, (k, m) in enumerate(pairs):
+            cov[p, :, q, :] = np.diag(
+                (total[i, k] * total[j, m] + total[i, m] * total[j, k]) / n_modes
+            )
+    return cov.reshape(len(pairs) * n_bands, len(pairs) * n_bands)
+
+
+def fisher_matrix(
+    derivatives: npt.ArrayLike, covariance: npt.ArrayLike, *, what: str = ""
+) -> FloatArray:
+    """
+    ``F = D Cov^-1 D^T``.
+
+    Parameters
+    ----------
+    derivatives
+        ``(n_params, n_data)`` derivatives of the data by the parameters.
+    covariance
+        ``(n_data, n_data)`` data covariance.
+    what
+        How to name the configuration in errors.
+
+    Raises
+    ------
+    ValueError
+        The covariance is not symmetric positive definite, or the Fisher matrix is singular
+        (a parameter the data cannot see).
+    """
+    d = np.asarray(derivatives, dtype=np.float64)
+    cov = np.asarray(covariance, dtype=np.float64)
+    label = f"{what}: " if what else ""
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"{label}the band-power covariance is not positive definite") from None
+    white = np.linalg.solve(chol, d.T)  # Cov^-1/2 D^T
+    fisher = white.T @ white
+    if np.linalg.matrix_rank(fisher) < len(fisher):
+        raise ValueError(
+            f"{label}the Fisher matrix is singular: a parameter leaves the data unchanged"
+        )
+    return fisher
+
+
+def box_prior_sigma(low: float, high: float) -> float:
+    """Standard deviation of a flat prior on ``[low, high]``: ``(high - low) / sqrt(12)``."""
+    return (high - low) / np.sqrt(12.0)
+
+
+def fom(
+    fisher: npt.ArrayLike,
+    prior_sigmas: npt.ArrayLike,
+    *,
+    indices: tuple[int, int] = (0, 1),
+    marginalise: bool = True,
+) -> float:
+    """
+    Figure of merit of two parameters from a Fisher matrix and Gaussian priors.
+
+    Parameters
+    ----------
+    fisher
+        ``(n_params, n_params)``; all zeros gives the priors' FoM.
+    prior_sigmas
+        Prior standard deviation of every parameter ``(n_params,)`` (``inf``: none).
+    indices
+        The two parameters of the FoM (Omega_m, S8 first by convention).
+    marginalise
+        Marginalise over the other parameters (invert the whole matrix); otherwise fix them
+        (invert the 2 x 2 block of the two).
+
+    Returns
+    -------
+        ``1 / sqrt(det C)`` of the two parameters' covariance ``C``.
+
+    Raises
+    ------
+    ValueError
+        The posterior information matrix is not positive definite.
+    """
+    total = np.asarray(fisher, dtype=np.float64) + np.diag(
+        1.0 / np.asarray(prior_sigmas, float) ** 2
+    )
+    sel = np.asarray(indices)
+    try:
+        np.linalg.cholesky(total)
+        cov = (
+            np.linalg.inv(total)[np.ix_(sel, sel)]
+            if marginalise
+            else np.linalg.inv(total[np.ix_(sel, sel)])
+        )
+    except np.linalg.LinAlgError:
+        raise ValueError("Fisher matrix plus priors is not positive definite") from None
+    return float(1.0 / np.sqrt(np.linalg.det(cov)))

@@ -1,0 +1,124 @@
+"""Fisher forecast of band powers: an analytic case, the prior alone, more modes, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lensing_core.inference.fisher import (
+    FACE_FSKY,
+    band_means,
+    box_prior_sigma,
+    fisher_matrix,
+    fom,
+    gaussian_covariance,
+    modes_per_band,
+)
+
+EDGES = np.linspace(10, 200, 11)
+
+
+def _spectra(n_bins: int, lmax: int = 200) -> np.ndarray:
+    """Positive-definite toy spectra ``(n_bins, n_bins, lmax + 1)``: correlated power laws."""
+    ell = np.arange(lmax + 1)
+    shape = 1e-8 * ((ell + 20) / 100.0) ** -1.5
+    mix = np.array([[1.0 + 0.5 * min(i, j) for j in range(n_bins)] for i in range(n_bins)])
+    return mix[:, :, None] * shape
+
+
+def test_one_amplitude_has_the_analytic_fisher() -> None:
+    """C_b = A S_b, one bin: F = sum_b N_b S_b^2 / (2 (A S_b + N)^2)."""
+    amplitude, noise = 1.3, 2e-9
+    shape = band_means(_spectra(1), EDGES)  # (1, 1, n_bands)
+    n_modes = modes_per_band(EDGES, FACE_FSKY)
+    cov = gaussian_covariance(amplitude * shape, [noise], n_modes)
+    fisher = fisher_matrix(shape.reshape(1, -1), cov)
+    s = shape.reshape(-1)
+    expected = np.sum(n_modes * s**2 / (2 * (amplitude * s + noise) ** 2))
+    assert fisher.shape == (1, 1)
+    assert fisher[0, 0] == pytest.approx(expected, rel=1e-12)
+    # modes: f_sky sum (2 ell + 1) over the integers of each band
+    assert n_modes.sum() == pytest.approx(FACE_FSKY * sum(2 * ell + 1 for ell in range(10, 200)))
+
+
+def test_prior_alone_gives_the_prior_fom() -> None:
+    sigmas = [box_prior_sigma(0.12, 0.50), box_prior_sigma(0.50, 1.00), 0.1]
+    assert fom(np.zeros((3, 3)), sigmas) == pytest.approx(12 / (0.38 * 0.50))
+    assert fom(np.zeros((3, 3)), sigmas, marginalise=False) == pytest.approx(12 / (0.38 * 0.50))
+
+
+def test_more_modes_never_lower_the_fom() -> None:
+    """Adding bands, sky or tomographic pairs adds information: the FoM never drops."""
+    rng = np.random.default_rng(3)
+    cls = _spectra(4)
+    noise = np.full(4, 3e-9)
+    n_params = 5
+    # derivatives: each parameter changes the spectra with its own bin mixing and ell tilt
+    ell = np.arange(cls.shape[-1])
+    tilt = np.log((ell + 20) / 100)
+    derivs = []
+    for _ in range(n_params):
+        mix = rng.normal(0, 1, (4, 4))
+        mix = (mix + mix.T)[:, :, None]
+        derivs.append(band_means(cls * mix * (1 + rng.normal() * tilt), EDGES))
+    derivs = np.stack(derivs)
+    signal = band_means(cls, EDGES)
+    sigmas = [box_prior_sigma(0.12, 0.50), box_prior_sigma(0.5, 1.0), 0.3, 0.1, 0.05]
+    previous = 0.0
+    for n_bands in range(1, len(EDGES)):
+        keep = slice(0, n_bands)
+        cov = gaussian_covariance(
+            signal[..., keep], noise, modes_per_band(EDGES[: n_bands + 1], FACE_FSKY)
+        )
+        d = _pair_data(derivs[..., keep])
+        value = fom(fisher_matrix(d, cov), sigmas)
+        assert value >= previous * (1 - 1e-12)
+        previous = value
+    # a larger sky: more modes per band, more information
+    wide = gaussian_covariance(signal, noise, modes_per_band(EDGES, 2 * FACE_FSKY))
+    narrow = gaussian_covariance(signal, noise, modes_per_band(EDGES, FACE_FSKY))
+    d = _pair_data(derivs)
+    assert fom(fisher_matrix(d, wide), sigmas) > fom(fisher_matrix(d, narrow), sigmas)
+    # fixing the other parameters gains information when they are degenerate with the two
+    fisher = fisher_matrix(d, narrow)
+    assert fom(fisher, sigmas, marginalise=False) > 1.01 * fom(fisher, sigmas)
+
+
+def _pair_data(derivs: np.ndarray) -> np.ndarray:
+    """``(n_params, 4, 4, n_bands)`` -> ``(n_params, 10 * n_bands)`` in the covariance's order."""
+    from lensing_core.sky.power import PAIRS
+
+    return np.stack([derivs[:, i, j] for i, j in PAIRS], axis=1).reshape(len(derivs), -1)
+
+
+def test_bad_input_is_named() -> None:
+    cov = np.diag([1.0, -1.0])
+    with pytest.raises(ValueError, match=r"lmax_200_des_y3: the band-power covariance is not"):
+        fisher_matrix(np.ones((1, 2)), cov, what="lmax_200_des_y3")
+    with pytest.raises(ValueError, match="singular"):
+        fisher_matrix(np.array([[1.0, 0.0], [0.0, 0.0]]), np.eye(2))
+    with pytest.raises(ValueError, match="holds no ell"):
+        band_means(_spectra(1, lmax=100), EDGES)
+
+
+def test_tomographic_covariance_is_knox() -> None:
+    """4 bins: symmetric, positive definite, Var C^01 = (C^00 C^11 + C^01 C^01) / N, noise in."""
+    from lensing_core.sky.power import PAIRS
+
+    signal = band_means(_spectra(4), EDGES)
+    noise = np.array([1e-9, 2e-9, 3e-9, 4e-9])
+    n_modes = modes_per_band(EDGES, FACE_FSKY)
+    cov = gaussian_covariance(signal, noise, n_modes)
+    n_bands = len(n_modes)
+    assert cov.shape == (10 * n_bands, 10 * n_bands)
+    np.testing.assert_allclose(cov, cov.T)
+    np.linalg.cholesky(cov)
+    total = signal + np.diag(noise)[:, :, None]
+    p01, p00, p11 = PAIRS.index((0, 1)), PAIRS.index((0, 0)), PAIRS.index((1, 1))
+    b = 3
+    var01 = cov[p01 * n_bands + b, p01 * n_bands + b]
+    expected = (total[0, 0, b] * total[1, 1, b] + total[0, 1, b] ** 2) / n_modes[b]
+    assert var01 == pytest.approx(expected)
+    cov_00_11 = cov[p00 * n_bands + b, p11 * n_bands + b]
+    assert cov_00_11 == pytest.approx(2 * total[0, 1, b] ** 2 / n_modes[b])
+    assert cov[p00 * n_bands + b, p00 * n_bands + b + 1] == 0.0  # bands are independent
