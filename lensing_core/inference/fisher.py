@@ -16,11 +16,16 @@ the others fixed.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lensing_core._types import FloatArray
+from lensing_core.sims.catalog import FIDUCIAL_PARAMS, GOWER_STREET_RANGES
+from lensing_core.sims.theory import kappa_cls
 from lensing_core.sky.power import PAIRS
 
 #: f_sky of one tile: a HEALPix base face.
@@ -195,3 +200,174 @@ def fom(
     except np.linalg.LinAlgError:
         raise ValueError("Fisher matrix plus priors is not positive definite") from None
     return float(1.0 / np.sqrt(np.linalg.det(cov)))
+
+
+#: The parameters of the forecast: the FoM pair first, then those marginalised.
+FISHER_PARAMS: tuple[str, ...] = ("Omega_m", "S8", "w", "h", "n_s", "Omega_bh2", "m_nu")
+
+
+@dataclass(frozen=True)
+class SpectraDerivatives:
+    """
+    Theory spectra at the fiducial and their derivatives by :data:`FISHER_PARAMS`.
+
+    Attributes
+    ----------
+    cls
+        ``(n_bins, n_bins, lmax + 1)`` at the fiducial, steradians.
+    derivatives
+        ``(n_params, n_bins, n_bins, lmax + 1)``: central finite differences.
+    param_names, steps
+        The parameters and the step of each difference.
+    """
+
+    cls: FloatArray
+    derivatives: FloatArray
+    param_names: tuple[str, ...]
+    steps: tuple[float, ...]
+
+
+def spectra_derivatives(
+    nz: tuple[FloatArray, FloatArray],
+    lmax: int,
+    *,
+    fiducial: Mapping[str, float] = FIDUCIAL_PARAMS,
+    ranges: Mapping[str, tuple[float, float]] = GOWER_STREET_RANGES,
+    step_fraction: float = 0.01,
+) -> SpectraDerivatives:
+    """
+    Convergence spectra of the fiducial and their derivatives (pyccl, halofit).
+
+    Parameters
+    ----------
+    nz
+        ``(z, n)`` of the maps' source bins (the stand-in n(z) or the ``NZ_SOURCE`` file).
+    lmax
+        Largest multipole.
+    fiducial
+        The point of the derivatives; S8 is varied at fixed Omega_m (sigma_8 follows).
+    ranges
+        The suite's box: each step is *step_fraction* of its parameter's width.
+    step_fraction
+        Step of the central differences, as a fraction of the box width.
+
+    Returns
+    -------
+        The spectra and derivatives, two pyccl evaluations per parameter.
+    """
+    point = {name: float(fiducial[name]) for name in FISHER_PARAMS}
+    cls = kappa_cls(point, nz, lmax)
+    steps, derivs = [], []
+    for name in FISHER_PARAMS:
+        lo, hi = ranges[name]
+        step = step_fraction * (hi - lo)
+        up = kappa_cls({**point, name: point[name] + step}, nz, lmax)
+        down = kappa_cls({**point, name: point[name] - step}, nz, lmax)
+        derivs.append((up - down) / (2 * step))
+        steps.append(step)
+    return SpectraDerivatives(cls, np.stack(derivs), FISHER_PARAMS, tuple(steps))
+
+
+@dataclass(frozen=True)
+class FisherForecast:
+    """
+    The Fisher forecast of the band powers of one tile.
+
+    Attributes
+    ----------
+    fom_marginalised
+        FoM of (Omega_m, S8), the other parameters marginalised with their box priors.
+    fom_fixed
+        The same with the other parameters fixed at the fiducial.
+    fom_prior
+        FoM of the box prior on (Omega_m, S8) alone.
+    fisher
+        ``(n_params, n_params)`` of the band powers, priors not included.
+    prior_sigmas
+        ``range / sqrt(12)`` of each parameter.
+    param_names, edges, n_modes, f_sky
+        What the forecast is of.
+    """
+
+    fom_marginalised: float
+    fom_fixed: float
+    fom_prior: float
+    fisher: FloatArray
+    prior_sigmas: FloatArray
+    param_names: tuple[str, ...]
+    edges: FloatArray
+    n_modes: FloatArray
+    f_sky: float
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready record."""
+        return {
+            "fom_fisher": self.fom_marginalised,
+            "fom_fisher_fixed": self.fom_fixed,
+            "fom_prior": self.fom_prior,
+            "param_names": list(self.param_names),
+            "prior_sigmas": self.prior_sigmas.tolist(),
+            "fisher": self.fisher.tolist(),
+            "edges": self.edges.tolist(),
+            "n_modes": self.n_modes.tolist(),
+            "f_sky": self.f_sky,
+        }
+
+
+def forecast(
+    spectra: SpectraDerivatives,
+    noise: npt.ArrayLike,
+    edges: npt.ArrayLike,
+    *,
+    f_sky: float = FACE_FSKY,
+    ranges: Mapping[str, tuple[float, float]] = GOWER_STREET_RANGES,
+    what: str = "",
+) -> FisherForecast:
+    """
+    Fisher forecast of band powers in the bands *edges* of one tile.
+
+    Parameters
+    ----------
+    spectra
+        Fiducial spectra and derivatives (:func:`spectra_derivatives`), lmax at least the
+        last edge.
+    noise
+        Shape-noise power per bin ``(n_bins,)``, ``sigma_e^2 / n_eff`` (zeros: noiseless).
+    edges
+        Band edges of the band powers (those of the estimator of the tiles).
+    f_sky
+        Sky fraction of one tile.
+    ranges
+        The suite's box: the priors of every parameter.
+    what
+        The configuration, for errors.
+
+    Returns
+    -------
+        FoM marginalised, fixed and of the prior alone, with the Fisher matrix.
+
+    Raises
+    ------
+    ValueError
+        A band outside the spectra, a covariance that is not positive definite or a singular
+        Fisher matrix (named with *what*).
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    signal = band_means(spectra.cls, edges)
+    n_modes = modes_per_band(edges, f_sky)
+    cov = gaussian_covariance(signal, noise, n_modes)
+    d = np.stack([band_means(dc, edges) for dc in spectra.derivatives])  # (P, 4, 4, B)
+    data = np.stack([d[:, i, j] for i, j in PAIRS], axis=1).reshape(len(d), -1)
+    fisher = fisher_matrix(data, cov, what=what)
+    sigmas = np.array([box_prior_sigma(*ranges[name]) for name in spectra.param_names])
+    return FisherForecast(
+        fom_marginalised=fom(fisher, sigmas),
+        fom_fixed=fom(fisher, sigmas, marginalise=False),
+        fom_prior=fom(np.zeros_like(fisher), sigmas),
+        fisher=fisher,
+        prior_sigmas=sigmas,
+        param_names=spectra.param_names,
+        edges=edges,
+        n_modes=n_modes,
+        f_sky=f_sky,
+    )
