@@ -11,6 +11,7 @@ Layout::
     models/compressor/lmax{L}_{noise}/    best.ckpt, last.ckpt, norm_stats.json, split.json,
                                           result.json, logs/
     models/npe/lmax{L}_{noise}/           npe_best.ckpt, fom_result.json
+    models/cl/lmax{L}_{noise}/            band_powers.npz: band powers of every tile row
     reports/fom/lmax{L}_{noise}.png       the FoM figure of one configuration
     reports/kappa_checks/sim{ID:05d}_spectra.png   the spectra figure of the kappa checks
     .cache/input_hashes.json              content hashes of the sims' input files
@@ -249,6 +250,10 @@ class DataRoot:
     def npe(self, lmax: int, noise_level: str) -> NPEFiles:
         """``models/npe/lmax{L}_{noise}``: the NPE and the FoM record of one configuration."""
         return NPEFiles(self.root / "models" / "npe" / f"lmax{lmax}_{noise_level}")
+
+    def band_powers_path(self, lmax: int, noise_level: str) -> Path:
+        """``models/cl/lmax{L}_{noise}/band_powers.npz``: band powers of every tile row."""
+        return self.root / "models" / "cl" / f"lmax{lmax}_{noise_level}" / "band_powers.npz"
 
     def fom_figure_path(self, lmax: int, noise_level: str) -> Path:
         """``reports/fom/lmax{L}_{noise}.png``: the FoM figure of one configuration."""
