@@ -26,7 +26,7 @@ import numpy.typing as npt
 from lensing_core._types import FloatArray
 from lensing_core.sims.catalog import FIDUCIAL_PARAMS, GOWER_STREET_RANGES
 from lensing_core.sims.theory import kappa_cls
-from lensing_core.sky.power import PAIRS
+from lensing_core.sky.power import bin_pairs
 
 #: f_sky of one tile: a HEALPix base face.
 FACE_FSKY = 1.0 / 12.0
@@ -67,6 +67,25 @@ def band_means(cls: FloatArray, edges: npt.ArrayLike) -> FloatArray:
     return np.stack(out, axis=-1)
 
 
+def pair_data(spectra: npt.ArrayLike) -> FloatArray:
+    """
+    Band powers as one data vector per leading index, in the covariance's order.
+
+    Parameters
+    ----------
+    spectra
+        ``(..., n_bins, n_bins, n_bands)``.
+
+    Returns
+    -------
+        ``(..., n_pairs * n_bands)``: pair p, band b at ``p * n_bands + b``, pairs ``i <= j``
+        as in :func:`gaussian_covariance`.
+    """
+    x = np.asarray(spectra, dtype=np.float64)
+    stacked = np.stack([x[..., i, j, :] for i, j in bin_pairs(x.shape[-2])], axis=-2)
+    return stacked.reshape(*x.shape[:-3], -1)
+
+
 def modes_per_band(edges: npt.ArrayLike, f_sky: float) -> FloatArray:
     """``f_sky sum_{ell in b} (2 ell + 1)``: the independent modes of each band."""
     edges = np.asarray(edges, dtype=np.float64)
@@ -103,7 +122,7 @@ def gaussian_covariance(
     n_bins, _, n_bands = total.shape
     total[np.arange(n_bins), np.arange(n_bins)] += np.asarray(noise, dtype=np.float64)[:, None]
     n_modes = np.asarray(n_modes, dtype=np.float64)
-    pairs = PAIRS if n_bins == 4 else tuple((i, j) for i in range(n_bins) for j in range(i, n_bins))
+    pairs = bin_pairs(n_bins)
     cov = np.zeros((len(pairs), n_bands, len(pairs), n_bands))
     for p, (i, j) in enumerate(pairs):
         for q, (k, m) in enumerate(pairs):
@@ -357,8 +376,7 @@ def forecast(
     n_modes = modes_per_band(edges, f_sky)
     cov = gaussian_covariance(signal, noise, n_modes)
     d = np.stack([band_means(dc, edges) for dc in spectra.derivatives])  # (P, 4, 4, B)
-    data = np.stack([d[:, i, j] for i, j in PAIRS], axis=1).reshape(len(d), -1)
-    fisher = fisher_matrix(data, cov, what=what)
+    fisher = fisher_matrix(pair_data(d), cov, what=what)
     sigmas = np.array([box_prior_sigma(*ranges[name]) for name in spectra.param_names])
     return FisherForecast(
         fom_marginalised=fom(fisher, sigmas),

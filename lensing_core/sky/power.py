@@ -35,9 +35,16 @@ import numpy.typing as npt
 from lensing_core._types import FloatArray
 from lensing_core.units import healpix_pixel_area_sr
 
-#: The 10 (i, j) bin pairs, i <= j, in the order of the spectra.
 N_BINS = 4
-PAIRS: tuple[tuple[int, int], ...] = tuple(itertools.combinations_with_replacement(range(4), 2))
+
+
+def bin_pairs(n_bins: int) -> tuple[tuple[int, int], ...]:
+    """The ``(i, j)`` pairs of *n_bins* bins, ``i <= j``: (0, 0), (0, 1), ..., (1, 1), ..."""
+    return tuple(itertools.combinations_with_replacement(range(n_bins), 2))
+
+
+#: The 10 (i, j) bin pairs, i <= j, in the order of the spectra.
+PAIRS: tuple[tuple[int, int], ...] = bin_pairs(N_BINS)
 
 
 def cosine_window(n_pix: int, width_pix: int) -> FloatArray:
@@ -103,8 +110,7 @@ class TilePowerEstimator:
     ell_fundamental: float = field(init=False)
     edges: FloatArray = field(init=False, repr=False)
     _window: FloatArray = field(init=False, repr=False)
-    _band_of_mode: npt.NDArray[np.int64] = field(init=False, repr=False)
-    _n_all: int = field(init=False, repr=False)
+    _band_modes: tuple[npt.NDArray[np.int64], ...] = field(init=False, repr=False)
     _inverse: FloatArray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -130,14 +136,14 @@ class TilePowerEstimator:
         step = edges[1] - edges[0]
         n_high = int(np.ceil((ell.max() + 1e-9 - edges[-1]) / step))
         all_edges = np.concatenate([[0.0], edges, edges[-1] + step * np.arange(1, n_high + 1)])
-        band = np.searchsorted(all_edges, ell, side="right") - 1
-        n_all = len(all_edges) - 1
+        band = (np.searchsorted(all_edges, ell, side="right") - 1).reshape(-1)
+        # the flat indices of the modes of each band, found once for every later binning
+        modes = tuple(np.flatnonzero(band == b) for b in range(len(all_edges) - 1))
         object.__setattr__(self, "pixel_size", pixel)
         object.__setattr__(self, "ell_fundamental", float(ell_f))
         object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "_window", window)
-        object.__setattr__(self, "_band_of_mode", band)
-        object.__setattr__(self, "_n_all", n_all)
+        object.__setattr__(self, "_band_modes", modes)
         object.__setattr__(self, "_inverse", np.linalg.inv(self.coupling_matrix()))
 
     @property
@@ -153,12 +159,8 @@ class TilePowerEstimator:
     def _bin(self, power: FloatArray) -> FloatArray:
         """Mean of ``(..., n, n)`` mode powers over each of all the bands: ``(..., n_all)``."""
         flat = power.reshape(*power.shape[:-2], -1)
-        band = self._band_of_mode.reshape(-1)
-        counts = np.bincount(band, minlength=self._n_all)
-        out = np.zeros((*flat.shape[:-1], self._n_all))
-        for b in range(self._n_all):
-            out[..., b] = flat[..., band == b].sum(axis=-1)
-        return out / np.maximum(counts, 1)
+        sums = [flat[..., modes].sum(axis=-1) / max(len(modes), 1) for modes in self._band_modes]
+        return np.stack(sums, axis=-1)
 
     def coupling_matrix(self) -> FloatArray:
         """
@@ -173,9 +175,11 @@ class TilePowerEstimator:
         kernel = np.abs(np.fft.fft2(self._window)) ** 2 / n2**2
         kernel_ft = np.fft.fft2(kernel)
         columns = []
-        for b in range(self._n_all):
-            indicator = (self._band_of_mode == b).astype(float)
-            coupled = np.fft.ifft2(np.fft.fft2(indicator) * kernel_ft).real
+        for modes in self._band_modes:
+            indicator = np.zeros(n2)
+            indicator[modes] = 1.0
+            square = indicator.reshape(self.n_pix, self.n_pix)
+            coupled = np.fft.ifft2(np.fft.fft2(square) * kernel_ft).real
             columns.append(self._bin(coupled))
         return np.stack(columns, axis=-1)
 

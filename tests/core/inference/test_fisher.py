@@ -17,6 +17,7 @@ from lensing_core.inference.fisher import (
     forecast,
     gaussian_covariance,
     modes_per_band,
+    pair_data,
     spectra_derivatives,
 )
 from lensing_core.sims.theory import des_y3_like_nz
@@ -78,25 +79,18 @@ def test_more_modes_never_lower_the_fom() -> None:
         cov = gaussian_covariance(
             signal[..., keep], noise, modes_per_band(EDGES[: n_bands + 1], FACE_FSKY)
         )
-        d = _pair_data(derivs[..., keep])
+        d = pair_data(derivs[..., keep])
         value = fom(fisher_matrix(d, cov), sigmas)
         assert value >= previous * (1 - 1e-12)
         previous = value
     # a larger sky: more modes per band, more information
     wide = gaussian_covariance(signal, noise, modes_per_band(EDGES, 2 * FACE_FSKY))
     narrow = gaussian_covariance(signal, noise, modes_per_band(EDGES, FACE_FSKY))
-    d = _pair_data(derivs)
+    d = pair_data(derivs)
     assert fom(fisher_matrix(d, wide), sigmas) > fom(fisher_matrix(d, narrow), sigmas)
     # fixing the other parameters gains information when they are degenerate with the two
     fisher = fisher_matrix(d, narrow)
     assert fom(fisher, sigmas, marginalise=False) > 1.01 * fom(fisher, sigmas)
-
-
-def _pair_data(derivs: np.ndarray) -> np.ndarray:
-    """``(n_params, 4, 4, n_bands)`` -> ``(n_params, 10 * n_bands)`` in the covariance's order."""
-    from lensing_core.sky.power import PAIRS
-
-    return np.stack([derivs[:, i, j] for i, j in PAIRS], axis=1).reshape(len(derivs), -1)
 
 
 def test_bad_input_is_named() -> None:
