@@ -122,8 +122,7 @@ class TileTable:
         Needs the ``noise_realization``, ``sim_id``, ``orientation_id`` and ``tile_id``
         columns; see :func:`realization_rows`.
         """
-        table = self
-        cols = table.columns
+        cols = self.columns
         tile = np.unique(
             np.stack([cols["sim_id"], cols["orientation_id"], cols["tile_id"]], axis=1),
             axis=0,
@@ -139,7 +138,7 @@ class TileTable:
             real[groups], np.broadcast_to(np.arange(n_real), groups.shape)
         ):
             msg = (
-                f"{table!r}: tiles with other realisations than 0 .. R-1 once each "
+                f"{self!r}: tiles with other realisations than 0 .. R-1 once each "
                 f"(realisations per tile: {sorted(set(counts.tolist()))})"
             )
             raise ValueError(msg)
