@@ -19,7 +19,7 @@ import shutil
 import sys
 import uuid
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -299,6 +299,42 @@ def read_npz(
         msg = f"{what}: {path} is truncated or corrupt ({err})"
         raise ValueError(msg) from None
     return arrays, metadata
+
+
+def read_record(path: Path, keys: Sequence[str], *, what: str) -> dict[str, Any]:
+    """
+    Read a JSON object written by :func:`write_json` that must hold *keys*.
+
+    Parameters
+    ----------
+    path
+        File to read.
+    keys
+        Keys the object must have.
+    what
+        How to name the content in errors, e.g. ``"FoM result"``.
+
+    Raises
+    ------
+    InputMissingError
+        If the file does not exist.
+    ValueError
+        If it is not valid JSON, not an object, or lacks one of *keys* (names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputMissingError(f"{what} is missing: {path} does not exist")
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} {path} is truncated or corrupt ({err})") from None
+    if not isinstance(record, dict):
+        msg = f"{what} {path} holds a {type(record).__name__}, expected a JSON object"
+        raise ValueError(msg)
+    missing = [key for key in keys if key not in record]
+    if missing:
+        raise ValueError(f"{what} {path} lacks {missing}")
+    return record
 
 
 def file_sha256(path: Path, *, chunk_bytes: int = 1 << 24) -> str:

@@ -251,13 +251,42 @@ class DataRoot:
         """``models/npe/lmax{L}_{noise}``: the NPE and the FoM record of one configuration."""
         return NPEFiles(self.root / "models" / "npe" / f"lmax{lmax}_{noise_level}")
 
+    def cl_dir(self, lmax: int, noise_level: str) -> Path:
+        """``models/cl/lmax{L}_{noise}``: the power-spectrum baseline of one configuration."""
+        return self.root / "models" / "cl" / f"lmax{lmax}_{noise_level}"
+
     def band_powers_path(self, lmax: int, noise_level: str) -> Path:
         """``models/cl/lmax{L}_{noise}/band_powers.npz``: band powers of every tile row."""
-        return self.root / "models" / "cl" / f"lmax{lmax}_{noise_level}" / "band_powers.npz"
+        return self.cl_dir(lmax, noise_level) / "band_powers.npz"
 
-    def fom_figure_path(self, lmax: int, noise_level: str) -> Path:
-        """``reports/fom/lmax{L}_{noise}.png``: the FoM figure of one configuration."""
-        return self.root / "reports" / "fom" / f"lmax{lmax}_{noise_level}.png"
+    def cl_compressor_path(self, lmax: int, noise_level: str) -> Path:
+        """``models/cl/lmax{L}_{noise}/cl_compressor.pt``: the band-power compressor."""
+        return self.cl_dir(lmax, noise_level) / "cl_compressor.pt"
+
+    def cl_npe_path(self, lmax: int, noise_level: str) -> Path:
+        """``models/cl/lmax{L}_{noise}/npe_best.ckpt``: the power-spectrum NPE."""
+        return self.cl_dir(lmax, noise_level) / "npe_best.ckpt"
+
+    def cl_fom_result_path(self, lmax: int, noise_level: str) -> Path:
+        """``models/cl/lmax{L}_{noise}/fom_result.json``: the power-spectrum FoM record."""
+        return self.cl_dir(lmax, noise_level) / "fom_result.json"
+
+    def fisher_path(self, lmax: int, noise_level: str) -> Path:
+        """``models/fisher/lmax{L}_{noise}/fisher.json``: the Fisher forecast record."""
+        return self.root / "models" / "fisher" / f"lmax{lmax}_{noise_level}" / "fisher.json"
+
+    def fom_figure_path(self, lmax: int, noise_level: str, *, summary: str = "field") -> Path:
+        """``reports/fom/lmax{L}_{noise}.png`` (field) or ``reports/fom_cl/...`` (band powers).
+
+        The FoM figure of one configuration for the *summary* ``"field"`` or ``"cl"``.
+        """
+        folder = {"field": "fom", "cl": "fom_cl"}[summary]
+        return self.root / "reports" / folder / f"lmax{lmax}_{noise_level}.png"
+
+    @property
+    def study_dir(self) -> Path:
+        """``reports/study``: the comparison report (``study.json``, ``.png``, ``.md``)."""
+        return self.root / "reports" / "study"
 
     def spectra_plot_path(self, sim_id: int) -> Path:
         """``reports/kappa_checks/sim{ID:05d}_spectra.png``: the kappa checks' figure."""

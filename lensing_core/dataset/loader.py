@@ -122,27 +122,7 @@ class TileTable:
         Needs the ``noise_realization``, ``sim_id``, ``orientation_id`` and ``tile_id``
         columns; see :func:`realization_rows`.
         """
-        cols = self.columns
-        tile = np.unique(
-            np.stack([cols["sim_id"], cols["orientation_id"], cols["tile_id"]], axis=1),
-            axis=0,
-            return_inverse=True,
-        )[1].reshape(-1)
-        real = np.asarray(cols["noise_realization"], dtype=np.int64)
-        order = np.lexsort((real, tile))
-        n_tiles = int(tile.max()) + 1 if len(tile) else 0
-        counts = np.bincount(tile, minlength=n_tiles)
-        n_real = int(counts[0]) if n_tiles else 1
-        groups = order.reshape(n_tiles, n_real) if np.all(counts == n_real) else None
-        if groups is None or not np.array_equal(
-            real[groups], np.broadcast_to(np.arange(n_real), groups.shape)
-        ):
-            msg = (
-                f"{self!r}: tiles with other realisations than 0 .. R-1 once each "
-                f"(realisations per tile: {sorted(set(counts.tolist()))})"
-            )
-            raise ValueError(msg)
-        return groups, tile
+        return realization_groups_of(self.columns, what=repr(self))
 
     @property
     def sim_id(self) -> np.ndarray:
@@ -398,6 +378,48 @@ def tile_dataloader(
     inner = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     sampler = BatchSampler(inner, batch_size, drop_last=drop_last)
     return DataLoader(dataset, sampler=sampler, batch_size=None, **loader_kwargs)
+
+
+def realization_groups_of(
+    columns: Mapping[str, npt.ArrayLike], *, what: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """
+    ``(n_tiles, R)`` rows of each tile by noise realisation, and the tile of each row.
+
+    Parameters
+    ----------
+    columns
+        ``sim_id``, ``orientation_id``, ``tile_id`` and ``noise_realization`` of each row,
+        each ``(n_rows,)``: a tile is one (sim, orientation, tile).
+    what
+        The rows' owner, for the error.
+
+    Raises
+    ------
+    ValueError
+        Tiles with other realisations than ``0 .. R-1`` exactly once each.
+    """
+    cols = columns
+    tile = np.unique(
+        np.stack([cols["sim_id"], cols["orientation_id"], cols["tile_id"]], axis=1),
+        axis=0,
+        return_inverse=True,
+    )[1].reshape(-1)
+    real = np.asarray(cols["noise_realization"], dtype=np.int64)
+    order = np.lexsort((real, tile))
+    n_tiles = int(tile.max()) + 1 if len(tile) else 0
+    counts = np.bincount(tile, minlength=n_tiles)
+    n_real = int(counts[0]) if n_tiles else 1
+    groups = order.reshape(n_tiles, n_real) if np.all(counts == n_real) else None
+    if groups is None or not np.array_equal(
+        real[groups], np.broadcast_to(np.arange(n_real), groups.shape)
+    ):
+        msg = (
+            f"{what}: tiles with other realisations than 0 .. R-1 once each "
+            f"(realisations per tile: {sorted(set(counts.tolist()))})"
+        )
+        raise ValueError(msg)
+    return groups, tile
 
 
 def realization_rows(table: TileTable, rows: npt.ArrayLike) -> npt.NDArray[np.int64]:

@@ -209,6 +209,11 @@ class Split:
             **{name: getattr(self, name).tolist() for name in _INDEX_NAMES},
         }
 
+    def sha256(self) -> str:
+        """Fingerprint of the split (its sets, settings and rows): equal splits, equal hashes."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Split:
         """Inverse of :meth:`to_dict`, checking that the sets are disjoint and in range."""

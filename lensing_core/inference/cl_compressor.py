@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,10 @@ import torch
 from torch import nn
 
 from lensing_core._types import FloatArray
+from lensing_core.io import atomic_open
 from lensing_core.sky.power import PAIRS
 
+_STANDARDISATION = ("feature_mean", "feature_std", "theta_mean", "theta_std")
 _AUTO = [PAIRS.index((i, i)) for i in range(4)]
 _CROSS = [(p, PAIRS.index((i, i)), PAIRS.index((j, j))) for p, (i, j) in enumerate(PAIRS) if i != j]
 
@@ -76,7 +79,7 @@ class ClCompressor:
         The epoch whose weights were kept (lowest validation MSE).
     """
 
-    model: nn.Module
+    model: nn.Sequential
     feature_mean: FloatArray
     feature_std: FloatArray
     theta_mean: FloatArray
@@ -102,6 +105,64 @@ class ClCompressor:
             "epochs": len(self.history),
             "best_val_mse": min(h["val_mse"] for h in self.history),
         }
+
+
+CHECKPOINT_FORMAT = "lensing_core.cl_compressor/1"
+
+
+def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(n_in, hidden),
+        nn.GELU(),
+        nn.Linear(hidden, hidden),
+        nn.GELU(),
+        nn.Linear(hidden, n_out),
+    )
+
+
+def save_cl_compressor(path: Path, compressor: ClCompressor, *, tmp_root: Path) -> Path:
+    """Write the weights, standardisation and history of *compressor* to *path*, atomically."""
+    first = compressor.model[0]
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "dims": {"n_in": first.in_features, "hidden": first.out_features},
+        "state_dict": {k: v.detach().cpu() for k, v in compressor.model.state_dict().items()},
+        **{name: torch.from_numpy(getattr(compressor, name)) for name in _STANDARDISATION},
+        "history": compressor.history,
+        "best_epoch": compressor.best_epoch,
+    }
+    with atomic_open(Path(path), "wb", tmp_root=tmp_root) as handle:
+        torch.save(payload, handle)
+    return Path(path)
+
+
+def load_cl_compressor(path: Path) -> ClCompressor:
+    """
+    Read a compressor written by :func:`save_cl_compressor`.
+
+    Raises
+    ------
+    FileNotFoundError
+        *path* does not exist.
+    ValueError
+        Not such a checkpoint, or truncated (the message names the file).
+    """
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises many types for a corrupt file
+        raise ValueError(f"band-power compressor {path} is unreadable: {err}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a band-power compressor ({CHECKPOINT_FORMAT})")
+    dims = payload["dims"]
+    model = _mlp(dims["n_in"], dims["hidden"], len(payload["theta_mean"]))
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    standardisation = {name: payload[name].double().numpy() for name in _STANDARDISATION}
+    return ClCompressor(
+        model, history=payload["history"], best_epoch=payload["best_epoch"], **standardisation
+    )
 
 
 def fit_cl_compressor(
@@ -142,8 +203,8 @@ def fit_cl_compressor(
     """
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(theta, dtype=np.float64)
-    train = np.asarray(train_rows, dtype=np.int64)
-    val = np.asarray(val_rows, dtype=np.int64)
+    train = np.array(train_rows, dtype=np.int64)  # copies: torch wants writable arrays
+    val = np.array(val_rows, dtype=np.int64)
     if len(train) == 0 or len(val) == 0:
         raise ValueError("the band-power compressor needs training and validation rows")
     if not np.all(np.isfinite(x[np.concatenate([train, val])])):
@@ -155,13 +216,7 @@ def fit_cl_compressor(
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # seeded weights, the global stream untouched
         torch.manual_seed(seed)
-        model = nn.Sequential(
-            nn.Linear(x.shape[1], hidden),
-            nn.GELU(),
-            nn.Linear(hidden, hidden),
-            nn.GELU(),
-            nn.Linear(hidden, y.shape[1]),
-        )
+        model = _mlp(x.shape[1], hidden, y.shape[1])
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     train_t, val_t = torch.from_numpy(train), torch.from_numpy(val)
     best, best_epoch, stale, history = math.inf, 0, 0, []

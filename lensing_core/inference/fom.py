@@ -11,7 +11,6 @@ tiles whose true parameters fall inside the predicted 68% and 95% credible ellip
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 from lensing_core._types import FloatArray
-from lensing_core.io import InputMissingError, write_json
+from lensing_core.io import read_record, write_json
 from lensing_core.sims.catalog import PARAM_NAMES
 
 #: Credible levels whose ellipse coverage the report records (``coverage_68``, ``coverage_95``).
@@ -340,20 +339,4 @@ def read_fom_result(path: Path) -> dict[str, Any]:
     ValueError
         If it is not valid JSON or lacks a key of :data:`FOM_RESULT_KEYS`.
     """
-    path = Path(path)
-    if not path.is_file():
-        msg = f"FoM result is missing: {path} does not exist"
-        raise InputMissingError(msg)
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        msg = f"FoM result {path} is truncated or corrupt ({err})"
-        raise ValueError(msg) from None
-    if not isinstance(record, dict):
-        msg = f"FoM result {path} holds a {type(record).__name__}, expected a JSON object"
-        raise ValueError(msg)
-    missing = [key for key in FOM_RESULT_KEYS if key not in record]
-    if missing:
-        msg = f"FoM result {path} lacks {missing}"
-        raise ValueError(msg)
-    return record
+    return read_record(path, FOM_RESULT_KEYS, what="FoM result")

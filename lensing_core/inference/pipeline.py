@@ -23,15 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
+from lensing_core._types import FloatArray
 from lensing_core.dataset.loader import TileTable, load_tiles, realization_rows
-from lensing_core.dataset.normalization import (
-    NormStats,
-    load_norm_stats,
-    normalize_theta,
-    theta_std_product,
-)
+from lensing_core.dataset.normalization import NormStats, load_norm_stats, normalize_theta
 from lensing_core.dataset.parquet import ShardReport, read_shard_manifest
 from lensing_core.dataset.schema import config_name
 from lensing_core.dataset.splits import Split, SplitSpec, load_split, make_split
@@ -115,16 +112,30 @@ def open_config(
     return table, report
 
 
-def _split_for(table: TileTable, spec: SplitSpec, label: str, shard_dir: Path) -> Split:
+def config_split(
+    columns: Mapping[str, npt.ArrayLike], spec: SplitSpec, label: str, where: Path
+) -> Split:
+    """
+    The split of a configuration's rows, the fiducial sim apart; errors name *label* and *where*.
+
+    Parameters
+    ----------
+    columns
+        ``sim_id`` (and ``noise_realization``, if the rows have several) of every row.
+    spec
+        How to split.
+    label, where
+        The configuration and the file or directory the rows come from, for errors.
+    """
     try:
         return make_split(
-            table.sim_id,
+            columns["sim_id"],
             spec,
-            realization=table.columns.get("noise_realization"),
+            realization=columns.get("noise_realization"),
             fiducial_sim_id=FIDUCIAL_SIM_ID,
         )
     except ValueError as err:
-        raise ValueError(f"{label} ({shard_dir}): {err}") from None
+        raise ValueError(f"{label} ({where}): {err}") from None
 
 
 def train_compressor(
@@ -180,7 +191,8 @@ def train_compressor(
     """
     label = _label(lmax, noise_level)
     table, _ = open_config(root, lmax, noise_level, cache_dir=cache_dir)
-    rows = _split_for(table, split or SplitSpec(), label, root.shards(lmax, noise_level).dir)
+    shard_dir = root.shards(lmax, noise_level).dir
+    rows = config_split(table.columns, split or SplitSpec(), label, shard_dir)
     files = root.compressor(lmax, noise_level)
     if files.result.exists():
         logger.info("%s: %s holds a finished training; training again", label, files.dir)
@@ -554,17 +566,93 @@ def fom_report(
         )
         raise ValueError(msg)
     split = trained.split
+    check_fiducial(split, root, lmax, noise_level)
+    table = trained.table
+    return finish_fom_report(
+        root,
+        lmax,
+        noise_level,
+        summary="field",
+        theta=table.theta,
+        sim_id=table.sim_id,
+        split=split,
+        theta_mean=trained.stats.theta_mean,
+        theta_std=trained.stats.theta_std,
+        fiducial=_posteriors(npe, trained.compressor, _tiles_tensor(table, split.fiducial)),
+        test=_posteriors(npe, trained.compressor, _tiles_tensor(table, split.test)),
+        compressor_checkpoint=trained.best_ckpt,
+        extra={
+            "r2_test": evaluate_r2(trained.compressor, table, split.test),
+            "npe_checkpoint": str(npe_path),
+            "shards_content_hash": trained.report.content_hash,
+        },
+    )
+
+
+def check_fiducial(split: Split, root: DataRoot, lmax: int, noise_level: str) -> None:
+    """Raise ValueError, naming the configuration's shards, if *split* has no fiducial tile."""
     if len(split.fiducial) == 0:
         msg = (
-            f"{label}: the shards in {root.shards(lmax, noise_level).dir} hold no tile of the "
-            f"fiducial sim {FIDUCIAL_SIM_ID}"
+            f"{_label(lmax, noise_level)}: the shards in {root.shards(lmax, noise_level).dir} "
+            f"hold no tile of the fiducial sim {FIDUCIAL_SIM_ID}"
         )
         raise ValueError(msg)
-    table, stats = trained.table, trained.stats
-    fid_mean, fid_cov = _posteriors(npe, trained.compressor, _tiles_tensor(table, split.fiducial))
-    test_mean, test_cov = _posteriors(npe, trained.compressor, _tiles_tensor(table, split.test))
-    test_theta = normalize_theta(table.theta[split.test], stats)
-    train_theta = normalize_theta(table.theta[split.compressor_train], stats)
+
+
+#: The summaries a FoM report is of: neural field-level compression, or band powers.
+SUMMARY_TITLES = {"field": "field level", "cl": "power spectrum"}
+
+
+def finish_fom_report(
+    root: DataRoot,
+    lmax: int,
+    noise_level: str,
+    *,
+    summary: str,
+    theta: FloatArray,
+    sim_id: npt.NDArray[np.integer],
+    split: Split,
+    theta_mean: FloatArray,
+    theta_std: FloatArray,
+    fiducial: tuple[FloatArray, FloatArray],
+    test: tuple[FloatArray, FloatArray],
+    compressor_checkpoint: Path,
+    extra: Mapping[str, Any],
+) -> FomReport:
+    """
+    The FoM record and figure of one configuration's posteriors, written atomically.
+
+    Shared by the field-level report (:func:`fom_report`) and the power-spectrum one
+    (:func:`lensing_core.inference.power_spectrum.cl_fom_report`), so both are the same record
+    computed the same way.
+
+    Parameters
+    ----------
+    root, lmax, noise_level
+        The data root and the configuration.
+    summary
+        ``"field"`` or ``"cl"``: which report (the record's ``summary``, the figure's folder).
+    theta
+        ``(n_rows, 2)`` physical (Omega_m, S8) of every row; *sim_id* ``(n_rows,)``.
+    split
+        The rows' split (fiducial, test, compressor-train for the prior).
+    theta_mean, theta_std
+        ``(2,)`` the parameters' standardisation the NPE was trained in.
+    fiducial, test
+        ``(mean (n, 2), cov (n, 2, 2))`` standardised posteriors of the fiducial and test rows.
+    compressor_checkpoint
+        The compressor the summaries came from.
+    extra
+        More record entries; ``r2_test`` (a mapping) is written with None for non-finite values.
+
+    Raises
+    ------
+    ValueError
+        Too few parameter points among the compressor-train rows for the prior's covariance.
+    """
+    label = _label(lmax, noise_level)
+    mean, std = np.asarray(theta_mean, np.float64), np.asarray(theta_std, np.float64)
+    train_theta = (theta[split.compressor_train] - mean) / std
     n_points = len(np.unique(train_theta, axis=0))
     if n_points <= train_theta.shape[1]:
         msg = (
@@ -574,36 +662,37 @@ def fom_report(
             f"fiducial"
         )
         raise ValueError(msg)
+    (fid_mean, fid_cov), (test_mean, test_cov) = fiducial, test
     record = fom_summary(
         lmax=lmax,
         noise_level=noise_level,
         fiducial_cov=fid_cov,
         test_mean=test_mean,
         test_cov=test_cov,
-        test_theta=test_theta,
+        test_theta=(theta[split.test] - mean) / std,
         train_theta=train_theta,
-        theta_std=stats.theta_std,
-        compressor_checkpoint=trained.best_ckpt,
+        theta_std=std,
+        compressor_checkpoint=compressor_checkpoint,
     )
-    theta_fid = table.theta[split.fiducial[0]]
-    fid_mean_phys, fid_cov_phys = to_physical(fid_mean, fid_cov, stats.theta_mean, stats.theta_std)
-    fom_test = np.atleast_1d(fom_from_cov(test_cov)) / theta_std_product(stats)
+    theta_fid = theta[split.fiducial[0]]
+    fid_mean_phys, fid_cov_phys = to_physical(fid_mean, fid_cov, mean, std)
+    fom_test = np.atleast_1d(fom_from_cov(test_cov)) / float(np.prod(std))
     record.update(
         {
+            "summary": summary,
+            "config": config_name(lmax, noise_level),
             "fiducial_sim_id": FIDUCIAL_SIM_ID,
             "fiducial_theta": [float(v) for v in theta_fid],
             "fiducial_mean_all": fid_mean_phys.tolist(),
-            "r2_test": {  # None where the test sims share a value (too few of them)
-                k: finite_or_none(v)
-                for k, v in evaluate_r2(trained.compressor, table, split.test).items()
-            },
             "split_kind": split.kind,
-            "n_sims": {name: len(ids) for name, ids in split.sims(table.sim_id).items()},
-            "npe_checkpoint": str(npe_path),
-            "shards_content_hash": trained.report.content_hash,
-            "n_tiles": trained.split.sizes(),
+            "split_sha256": split.sha256(),
+            "n_sims": {name: len(ids) for name, ids in split.sims(sim_id).items()},
+            "n_tiles": split.sizes(),
+            **extra,
         }
     )
+    if "r2_test" in record:  # None where the test sims share a value (too few of them)
+        record["r2_test"] = {k: finite_or_none(v) for k, v in record["r2_test"].items()}
     calib = record["calibration"]
     fig = fom_figure(
         fid_mean_phys,
@@ -613,19 +702,26 @@ def fom_report(
         fiducial_fom=record["fom_fiducial_all"],
         fom_prior=record["fom_prior"],
         title=(
-            f"{config_name(lmax, noise_level)}: FoM {record['fom_fiducial_median']:.0f} "
-            f"± {record['fom_fiducial_std']:.0f} (prior {record['fom_prior']:.0f}); "
-            f"coverage 68% {calib['coverage_68']:.2f}, 95% {calib['coverage_95']:.2f}"
+            f"{config_name(lmax, noise_level)}, {SUMMARY_TITLES[summary]}: FoM "
+            f"{record['fom_fiducial_median']:.0f} ± {record['fom_fiducial_std']:.0f} "
+            f"(prior {record['fom_prior']:.0f}); coverage 68% {calib['coverage_68']:.2f}, "
+            f"95% {calib['coverage_95']:.2f}"
         ),
     )
     png = figure_to_png_bytes(fig, dpi=80)
-    figure_path = root.fom_figure_path(lmax, noise_level)
+    figure_path = root.fom_figure_path(lmax, noise_level, summary=summary)
     write_bytes(figure_path, png, tmp_root=root.tmp_root)
     record["figure"] = str(figure_path)
-    result_path = write_fom_result(npe_files.fom_result, record, tmp_root=root.tmp_root)
+    result_path = (
+        root.npe(lmax, noise_level).fom_result
+        if summary == "field"
+        else root.cl_fom_result_path(lmax, noise_level)
+    )
+    write_fom_result(result_path, record, tmp_root=root.tmp_root)
     logger.info(
-        "%s: fiducial FoM %.1f +- %.1f (prior %.1f), coverage %s, in %s",
+        "%s (%s): fiducial FoM %.1f +- %.1f (prior %.1f), coverage %s, in %s",
         label,
+        summary,
         record["fom_fiducial_median"],
         record["fom_fiducial_std"],
         record["fom_prior"],

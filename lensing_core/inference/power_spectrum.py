@@ -4,8 +4,19 @@ The band powers (:class:`lensing_core.sky.power.TilePowerEstimator`) are compute
 same shard rows the field compressor reads, in the same row order, so the field's split
 (``split.json``: sims per set, fiducial holdout, noise realisations) indexes them directly.
 Written to ``models/cl/lmax{L}_{noise}/band_powers.npz`` (array ``band_powers``
-``(n_rows, 10, n_bands)``, ``edges``, and a metadata record with the estimator's settings,
-the shards' content hash and the fingerprint of the per-row sim ids).
+``(n_rows, 10, n_bands)``, ``edges``, each row's ``theta`` and identifiers, and a metadata
+record with the estimator's settings, the shards' content hash and the fingerprint of the
+per-row sim ids).
+
+:func:`cl_fom_report` is the power-spectrum inference of a configuration: the band powers'
+features (:func:`~lensing_core.inference.cl_compressor.cl_features`) compressed to
+(Omega_m, S8) by an MLP, then the Gaussian NPE of the same settings as the field's, and the
+same FoM and calibration record (:func:`~lensing_core.inference.pipeline.finish_fom_report`).
+The split is the field compressor's ``split.json`` when there is one (else the same function
+makes the same split from the same rows), so both see the same sims in each set. The band
+powers of a face tile do not change under the face's symmetries (they depend on ``|ell|``
+only, and the window is symmetric), so the power-spectrum models are not augmented; every
+noise realisation of a training tile is used, one drawn per tile and epoch for the NPE.
 """
 
 from __future__ import annotations
@@ -17,17 +28,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from lensing_core._types import FloatArray
+from lensing_core.dataset.loader import realization_groups_of
+from lensing_core.dataset.parquet import read_shard_manifest
 from lensing_core.dataset.schema import config_name
-from lensing_core.dataset.splits import sim_ids_sha256
-from lensing_core.inference.pipeline import open_config
-from lensing_core.io import write_npz
+from lensing_core.dataset.splits import Split, SplitSpec, load_split, sim_ids_sha256
+from lensing_core.inference.cl_compressor import cl_features, fit_cl_compressor, save_cl_compressor
+from lensing_core.inference.config import NPEConfig
+from lensing_core.inference.npe import fit_npe, save_npe
+from lensing_core.inference.pipeline import (
+    FomReport,
+    check_fiducial,
+    config_split,
+    finish_fom_report,
+    open_config,
+    resolve_device,
+)
+from lensing_core.inference.training import r2_scores
+from lensing_core.io import InputMissingError, read_npz, write_npz
+from lensing_core.sims.catalog import PARAM_NAMES
 from lensing_core.sky.power import PAIRS, TilePowerEstimator
 from lensing_core.storage import DataRoot
 
 logger = logging.getLogger(__name__)
 
+#: Identifiers of each row stored with its band powers (the realisation groups need them).
+ROW_COLUMNS = ("sim_id", "orientation_id", "tile_id", "noise_realization")
 BATCH_ROWS = 64  # tiles transformed at once: 64 x 4 x 512^2 complex128 is 1 GiB at lmax 1000
 
 
@@ -115,6 +143,7 @@ def compute_band_powers(
     record = {
         "config": config_name(lmax, noise_level),
         "rows": len(table),
+        "noise_realizations": int(table.realization_groups[0].shape[1]),
         "n_pix": n_pix,
         "lmax": lmax,
         "n_bands": n_bands,
@@ -127,9 +156,204 @@ def compute_band_powers(
     }
     path = write_npz(
         root.band_powers_path(lmax, noise_level),
-        {"band_powers": out, "edges": estimator.edges},
+        {
+            "band_powers": out,
+            "edges": estimator.edges,
+            "theta": table.theta,
+            **{name: np.asarray(table.columns[name]) for name in ROW_COLUMNS},
+        },
         record,
         tmp_root=root.tmp_root,
     )
     logger.info("%s: band powers of %d rows in %s", label, len(table), path)
     return BandPowersResult(path, out, estimator.edges, record)
+
+
+def _read_band_powers(
+    root: DataRoot, lmax: int, noise_level: str
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The band powers of a configuration, checked against the current shards."""
+    label = f"configuration {config_name(lmax, noise_level)}"
+    key = f"{lmax}|{noise_level}"
+    path = root.band_powers_path(lmax, noise_level)
+    hint = f"Make them with: dagster asset materialize --select band_powers --partition '{key}'"
+    shard_dir = root.shards(lmax, noise_level).dir
+    try:
+        manifest = read_shard_manifest(shard_dir)
+    except FileNotFoundError as err:
+        raise InputMissingError(f"{label}: no tile shards ({err})") from None
+    except ValueError as err:
+        raise ValueError(f"{label}: {err}") from None
+    try:
+        arrays, meta = read_npz(
+            path,
+            ("band_powers", "theta", *ROW_COLUMNS),
+            what=f"band powers of {label}",
+            missing_hint=hint,
+        )
+    except ValueError as err:
+        raise ValueError(f"{label}: {err}") from None
+    if meta.get("shards_content_hash") != manifest.content_hash:
+        msg = (
+            f"{label}: {path} was computed from other shards than those in {shard_dir} "
+            f"(content hash {meta.get('shards_content_hash')} against {manifest.content_hash}); "
+            f"compute them again. {hint}"
+        )
+        raise ValueError(msg)
+    bp = arrays["band_powers"]
+    bad = np.flatnonzero(~np.isfinite(bp).all(axis=(1, 2)))
+    if len(bad):
+        msg = (
+            f"{label}: {path} holds non-finite band powers in {len(bad)} rows (first row "
+            f"{bad[0]}, sim {arrays['sim_id'][bad[0]]}); compute them again. {hint}"
+        )
+        raise ValueError(msg)
+    meta["shards_content_hash"] = manifest.content_hash
+    return arrays, meta
+
+
+def _split_of(
+    root: DataRoot, lmax: int, noise_level: str, rows: dict[str, np.ndarray], spec: SplitSpec
+) -> Split:
+    """The field compressor's split when it fits the rows, else the same split made afresh."""
+    label = f"configuration {config_name(lmax, noise_level)}"
+    field_split = root.compressor(lmax, noise_level).split
+    if field_split.is_file():
+        try:
+            split = load_split(field_split)
+            split.check_rows(rows["sim_id"], what=f"band powers of {label}")
+            return split
+        except ValueError as err:
+            logger.warning("%s: not using %s (%s); making the split", label, field_split, err)
+    return config_split(rows, spec, label, root.band_powers_path(lmax, noise_level))
+
+
+def cl_fom_report(
+    root: DataRoot,
+    lmax: int,
+    noise_level: str,
+    npe_cfg: NPEConfig,
+    *,
+    split: SplitSpec | None = None,
+    device: str = "auto",
+    compressor_epochs: int = 200,
+) -> FomReport:
+    """
+    The power-spectrum FoM report of one configuration, from its band powers.
+
+    Parameters
+    ----------
+    root
+        The data root.
+    lmax, noise_level
+        The configuration; its band powers (:func:`compute_band_powers`) must exist.
+    npe_cfg
+        The NPE settings, those of the field's NPE (``npe_cfg.seed`` also seeds the MLP).
+    split
+        Used when the field compressor has no ``split.json``: how to split the rows
+        (by simulation if not given).
+    device
+        Where the NPE trains (``"auto"``: the GPU when there is one).
+    compressor_epochs
+        Most epochs of the band-power MLP (it stops early on compressor-validation).
+
+    Returns
+    -------
+        The record (``summary`` ``"cl"``) and figure, as for the field report; also written:
+        ``models/cl/lmax{L}_{noise}/cl_compressor.pt``, ``npe_best.ckpt``,
+        ``fom_result.json`` and ``reports/fom_cl/lmax{L}_{noise}.png``.
+
+    Raises
+    ------
+    lensing_core.io.InputMissingError
+        No band powers or no shards (names the file and the command that makes them).
+    ValueError
+        Band powers of other shards, non-finite or non-positive band powers, no fiducial
+        tile, too few sims for the split: the message names the configuration and the file.
+    """
+    label = f"configuration {config_name(lmax, noise_level)}"
+    device = resolve_device(device)
+    arrays, meta = _read_band_powers(root, lmax, noise_level)
+    rows_split = _split_of(root, lmax, noise_level, arrays, split or SplitSpec())
+    check_fiducial(rows_split, root, lmax, noise_level)
+    theta = np.asarray(arrays["theta"], dtype=np.float64)
+    try:
+        features = cl_features(arrays["band_powers"])
+    except ValueError as err:
+        path = root.band_powers_path(lmax, noise_level)
+        raise ValueError(f"{label}: {path}: {err}") from None
+    groups, tile = realization_groups_of(arrays, what=label)
+    compressor = fit_cl_compressor(
+        features,
+        theta,
+        groups[tile[rows_split.compressor_train]].reshape(-1),  # every noise realisation
+        rows_split.compressor_val,
+        max_epochs=compressor_epochs,
+        seed=npe_cfg.seed,
+    )
+    compressor_path = save_cl_compressor(
+        root.cl_compressor_path(lmax, noise_level), compressor, tmp_root=root.tmp_root
+    )
+    summaries = compressor.compress(features)  # (n_rows, 2), standardised estimates
+    theta_norm = torch.from_numpy(
+        ((theta - compressor.theta_mean) / compressor.theta_std).astype(np.float32)
+    )
+    npe_groups = torch.from_numpy(groups[tile[rows_split.npe_train]])  # (n_train, R)
+
+    def make_batch(
+        indices: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        picks = torch.randint(npe_groups.shape[1], (len(indices),), generator=generator)
+        rows = npe_groups[indices, picks]
+        return summaries[rows], theta_norm[rows]
+
+    val = torch.tensor(rows_split.npe_val)
+    fitted = fit_npe(
+        make_batch,
+        (summaries[val], theta_norm[val]),
+        npe_cfg,
+        n_train=len(npe_groups),
+        generator=torch.Generator().manual_seed(npe_cfg.seed),
+        device=device,
+    )
+    npe_record = {k: v for k, v in fitted.to_record().items() if k != "history"}
+    npe_path = save_npe(
+        root.cl_npe_path(lmax, noise_level),
+        fitted.model,
+        npe_cfg,
+        {"config": config_name(lmax, noise_level), "compressor_checkpoint": str(compressor_path)},
+        tmp_root=root.tmp_root,
+    )
+
+    def posteriors(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        model_device = next(fitted.model.parameters()).device
+        with torch.no_grad():
+            mean, cov = fitted.model.mean_cov(summaries[torch.tensor(rows)].to(model_device))
+        return mean.double().cpu().numpy(), cov.double().cpu().numpy()
+
+    test = rows_split.test
+    return finish_fom_report(
+        root,
+        lmax,
+        noise_level,
+        summary="cl",
+        theta=theta,
+        sim_id=arrays["sim_id"],
+        split=rows_split,
+        theta_mean=compressor.theta_mean,
+        theta_std=compressor.theta_std,
+        fiducial=posteriors(rows_split.fiducial),
+        test=posteriors(test),
+        compressor_checkpoint=compressor_path,
+        extra={
+            "r2_test": r2_scores(
+                compressor.predict_theta(features[test]), theta[test], PARAM_NAMES
+            ),
+            "band_powers": str(root.band_powers_path(lmax, noise_level)),
+            "n_bands": meta.get("n_bands"),
+            "cl_compressor": compressor.to_record(),
+            "npe": npe_record,
+            "npe_checkpoint": str(npe_path),
+            "shards_content_hash": meta["shards_content_hash"],
+        },
+    )

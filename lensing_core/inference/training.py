@@ -38,7 +38,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,7 +239,8 @@ def _predict(
     return np.concatenate(pred), np.concatenate(true)
 
 
-def _r2(pred: np.ndarray, true: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
+def r2_scores(pred: np.ndarray, true: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """``{name: 1 - SS_res / SS_tot}`` of ``(n, n_params)`` estimates; NaN where *true* is flat."""
     ss_res = np.sum((pred - true) ** 2, axis=0)
     ss_tot = np.sum((true - true.mean(axis=0)) ** 2, axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -270,7 +271,7 @@ def evaluate_r2(
         units; NaN where the true values do not vary.
     """
     pred, true = _predict(module, table, indices, batch_size)
-    return _r2(pred, true, module.norm_stats.param_names)
+    return r2_scores(pred, true, module.norm_stats.param_names)
 
 
 def evaluate_split(
@@ -285,7 +286,7 @@ def evaluate_split(
     pred, true = _predict(module, table, indices, batch_size)
     std = module.norm_stats.theta_std
     mse = float(np.mean(((pred - true) / std) ** 2)) if len(pred) else math.nan
-    return {"mse": mse, "r2": _r2(pred, true, module.norm_stats.param_names)}
+    return {"mse": mse, "r2": r2_scores(pred, true, module.norm_stats.param_names)}
 
 
 def _check_inputs(table: TileTable, split: Split, cfg: CompressorConfig) -> None:
