@@ -16,17 +16,28 @@ the others fixed.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lensing_core._types import FloatArray
-from lensing_core.sims.catalog import FIDUCIAL_PARAMS, GOWER_STREET_RANGES
+from lensing_core.dataset.schema import config_name
+from lensing_core.io import write_json
+from lensing_core.results import Table
+from lensing_core.sims.catalog import FIDUCIAL_PARAMS, FIDUCIAL_SIM_ID, GOWER_STREET_RANGES
+from lensing_core.sims.sources import KappaSource
 from lensing_core.sims.theory import kappa_cls
-from lensing_core.sky.power import bin_pairs
+from lensing_core.sky.noise import noise_power
+from lensing_core.sky.power import TilePowerEstimator, bin_pairs
+from lensing_core.sky.tiles import LMAX_TO_NSIDE
+from lensing_core.storage import DataRoot
+
+logger = logging.getLogger(__name__)
 
 #: f_sky of one tile: a HEALPix base face.
 FACE_FSKY = 1.0 / 12.0
@@ -389,3 +400,113 @@ def forecast(
         n_modes=n_modes,
         f_sky=f_sky,
     )
+
+
+@dataclass(frozen=True)
+class FisherReport:
+    """
+    The Fisher forecast of one configuration, written.
+
+    Attributes
+    ----------
+    path
+        ``models/fisher/lmax{L}_{noise}/fisher.json``.
+    record
+        What it holds: :meth:`FisherForecast.to_record` plus the configuration, the tile's
+        bands, the fiducial point, the noise and the marginal errors.
+    """
+
+    path: Path
+    record: dict[str, Any]
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The FoMs and a table of each parameter's prior and forecast error."""
+        r = self.record
+        rows = [
+            {"parameter": name, "fiducial": fid, "prior_sigma": prior, "sigma": sigma}
+            for name, fid, prior, sigma in zip(
+                r["param_names"],
+                r["fiducial_values"],
+                r["prior_sigmas"],
+                r["sigma_marginalised"],
+                strict=True,
+            )
+        ]
+        columns = {"parameter": "string", "fiducial": "float", "prior_sigma": "float"}
+        return {
+            "path": self.path,
+            **{key: r[key] for key in ("fom_fisher", "fom_fisher_fixed", "fom_prior")},
+            "ell_range": [r["edges"][0], r["edges"][-1]],
+            "n_bands": len(r["edges"]) - 1,
+            "parameters": Table({**columns, "sigma": "float"}, rows),
+        }
+
+
+def fisher_report(
+    root: DataRoot,
+    lmax: int,
+    noise_level: str,
+    source: KappaSource,
+    *,
+    noise_convention: str = "per_component",
+    n_bands: int = 10,
+) -> FisherReport:
+    """
+    The Fisher forecast of one configuration's tile band powers, written atomically.
+
+    Parameters
+    ----------
+    root
+        The data root (the record goes to ``models/fisher/lmax{L}_{noise}/fisher.json``).
+    lmax, noise_level
+        The configuration: its tiles have ``LMAX_TO_NSIDE[lmax]`` pixels a side, and their
+        band powers the bands of :class:`~lensing_core.sky.power.TilePowerEstimator`.
+    source
+        The kappa source in effect: its n(z) and its fiducial sim's parameters.
+    noise_convention
+        How shape noise enters the tiles (that of the tiling options).
+    n_bands
+        Science bands, as for the band powers.
+
+    Raises
+    ------
+    ValueError
+        Tiles too small for the bands, a Fisher matrix that is singular or not positive
+        definite: the message names the configuration.
+    """
+    what = f"configuration {config_name(lmax, noise_level)}"
+    try:
+        estimator = TilePowerEstimator(LMAX_TO_NSIDE[lmax], lmax, n_bands=n_bands)
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"{what}: no tile band powers: {err}") from None
+    catalog = source.catalog
+    fiducial = dict(FIDUCIAL_PARAMS)
+    if FIDUCIAL_SIM_ID in catalog.sim_ids:
+        fiducial.update({k: v for k, v in catalog[FIDUCIAL_SIM_ID].items() if k in fiducial})
+    spectra = spectra_derivatives(source.nz(), int(np.ceil(estimator.edges[-1])), fiducial=fiducial)
+    noise = noise_power(noise_level, convention=noise_convention)
+    result = forecast(spectra, noise, estimator.edges, what=what)
+    total = result.fisher + np.diag(1.0 / result.prior_sigmas**2)
+    record = {
+        "config": config_name(lmax, noise_level),
+        "lmax": int(lmax),
+        "noise_level": noise_level,
+        "source": source.name,
+        "n_pix": estimator.n_pix,
+        "fiducial_sim_id": FIDUCIAL_SIM_ID,
+        "fiducial_values": [float(fiducial[name]) for name in result.param_names],
+        "noise_power": np.asarray(noise, dtype=np.float64).tolist(),
+        "noise_convention": noise_convention,
+        "sigma_marginalised": np.sqrt(np.diag(np.linalg.inv(total))).tolist(),
+        **result.to_record(),
+    }
+    path = write_json(root.fisher_path(lmax, noise_level), record, tmp_root=root.tmp_root)
+    logger.info(
+        "%s: Fisher FoM %.1f (others fixed %.1f, prior %.1f) in %s",
+        what,
+        result.fom_marginalised,
+        result.fom_fixed,
+        result.fom_prior,
+        path,
+    )
+    return FisherReport(path, record)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lensing_core.inference.fisher import (
     FACE_FSKY,
+    FISHER_PARAMS,
     SpectraDerivatives,
     band_means,
     box_prior_sigma,
     fisher_matrix,
+    fisher_report,
     fom,
     forecast,
     gaussian_covariance,
@@ -20,9 +24,18 @@ from lensing_core.inference.fisher import (
     pair_data,
     spectra_derivatives,
 )
+from lensing_core.sims.catalog import (
+    FIDUCIAL_PARAMS,
+    FIDUCIAL_SIM_ID,
+    SimCatalog,
+    synthetic_catalog,
+)
+from lensing_core.sims.sources import SyntheticSource
 from lensing_core.sims.theory import des_y3_like_nz
 from lensing_core.sky.noise import noise_power
 from lensing_core.sky.power import TilePowerEstimator
+from lensing_core.sky.tiles import LMAX_TO_NSIDE
+from lensing_core.storage import DataRoot
 
 EDGES = np.linspace(10, 200, 11)
 
@@ -164,3 +177,35 @@ def test_a_parameter_the_spectra_ignore_is_named(theory: SpectraDerivatives) -> 
     edges = TilePowerEstimator(128, 200).edges
     with pytest.raises(ValueError, match=r"lmax_200_des_y3: the Fisher matrix is singular"):
         forecast(blind, noise_power("des_y3"), edges, what="lmax_200_des_y3")
+
+
+def test_the_report_of_a_configuration(tmp_path: Path) -> None:
+    """The forecast of the source's n(z) and fiducial sim, of the configuration's tile bands.
+
+    A source whose sim 109 has another Omega_m than the suite's default fiducial: the report
+    follows the source's catalog, its n(z) and the noise of the configuration.
+    """
+    entries = {sid: dict(params) for sid, params in synthetic_catalog(110).items()}
+    entries[FIDUCIAL_SIM_ID]["Omega_m"] = 0.28
+    catalog = SimCatalog(entries, name="moved fiducial")
+    source = SyntheticSource(catalog, nside=64)
+    root = DataRoot(tmp_path / "root")
+    report = fisher_report(root, 200, "lsst_y10", source)
+    record = json.loads(root.fisher_path(200, "lsst_y10").read_text())
+    assert report.path == root.root / "models" / "fisher" / "lmax200_lsst_y10" / "fisher.json"
+    assert record == json.loads(json.dumps(report.record))
+    fiducial = {**FIDUCIAL_PARAMS, **catalog[FIDUCIAL_SIM_ID]}
+    assert record["fiducial_values"][0] == 0.28
+    edges = TilePowerEstimator(LMAX_TO_NSIDE[200], 200).edges
+    theory = spectra_derivatives(source.nz(), int(np.ceil(edges[-1])), fiducial=fiducial)
+    direct = forecast(theory, noise_power("lsst_y10"), edges)
+    assert record["fom_fisher"] == pytest.approx(direct.fom_marginalised, rel=1e-12)
+    assert record["fom_fisher_fixed"] == pytest.approx(direct.fom_fixed, rel=1e-12)
+    assert record["edges"] == edges.tolist()
+    metadata = report.to_metadata()
+    assert [row["parameter"] for row in metadata["parameters"].rows] == list(FISHER_PARAMS)
+    sigma = {row["parameter"]: row["sigma"] for row in metadata["parameters"].rows}
+    assert sigma["S8"] < sigma["Omega_m"] < box_prior_sigma(0.1, 0.5)
+    with pytest.raises(ValueError, match=r"configuration lmax_200_des_y3: no tile band powers"):
+        fisher_report(root, 200, "des_y3", source, n_bands=60)
+    assert not root.fisher_path(200, "des_y3").exists()
