@@ -1,9 +1,9 @@
 """What a step tells about its outcome: JSON-ready records with tables, images and paths.
 
 Every step that the Dagster assets call returns a result with ``to_metadata()``: a mapping of
-names to JSON-ready values, :class:`pathlib.Path` objects, :class:`Table` and :class:`Image`.
-The assets turn it into Dagster metadata in one place, so a step's result is described once,
-where it is made.
+names to JSON-ready values, :class:`pathlib.Path` objects, :class:`Table`, :class:`Image` and
+:class:`Markdown`. The assets turn it into Dagster metadata in one place, so a step's result is
+described once, where it is made.
 """
 
 from __future__ import annotations
@@ -45,6 +45,20 @@ class Image:
 
     png: bytes
     alt: str
+
+
+@dataclass(frozen=True)
+class Markdown:
+    """
+    Text in Markdown (a report, a table), shown rendered.
+
+    Attributes
+    ----------
+    text
+        The Markdown source.
+    """
+
+    text: str
 
 
 class StepResult(Protocol):

@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from lensing_core.results import Image, StepResult, Table
+from lensing_core.results import Image, Markdown, StepResult, Table
 
 
 def markdown_image(png: bytes, alt: str) -> dg.MarkdownMetadataValue:
@@ -23,6 +23,8 @@ def metadata_value(value: Any) -> Any:
         return dg.MetadataValue.path(str(value))
     if isinstance(value, Image):
         return markdown_image(value.png, value.alt)
+    if isinstance(value, Markdown):
+        return dg.MetadataValue.md(value.text)
     if isinstance(value, Table):
         schema = dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in value.columns.items()])
         return dg.MetadataValue.table([dg.TableRecord(dict(row)) for row in value.rows], schema)
