@@ -18,6 +18,7 @@ from lensing_assets.defs.models import build_model_assets
 from lensing_assets.defs.registration import register_suite
 from lensing_assets.defs.reports import fom_report
 from lensing_assets.defs.resources import platform_resources
+from lensing_assets.defs.study import STUDY_ASSETS
 from lensing_assets.defs.tiles import tiles
 from lensing_core.config import PlatformSettings
 
@@ -34,6 +35,7 @@ def build_defs(settings: PlatformSettings) -> dg.Definitions:
             hf_dataset,
             *build_model_assets(settings.training),
             fom_report,
+            *STUDY_ASSETS,
         ],
         asset_checks=[kappa_map_checks],
         jobs=JOBS,

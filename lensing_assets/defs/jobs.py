@@ -10,6 +10,16 @@ import dagster as dg
 
 from lensing_assets.defs.models import GPU_RUN_TAGS
 
+#: The assets of one configuration that the study reads, in the order they are built.
+CONFIG_STUDY_ASSETS = (
+    "compressor_model",
+    "npe_model",
+    "fom_report",
+    "band_powers",
+    "cl_fom_report",
+    "fisher_forecast",
+)
+
 JOBS = [
     dg.define_asset_job(
         "kappa_job", selection=["kappa_maps"], description="Kappa maps of one sim."
@@ -39,5 +49,34 @@ JOBS = [
         "fom_report_job",
         selection=["fom_report"],
         description="The FoM report of one configuration.",
+    ),
+    dg.define_asset_job(
+        "band_powers_job",
+        selection=["band_powers"],
+        description="Band powers of every tile of one configuration.",
+    ),
+    dg.define_asset_job(
+        "cl_report_job",
+        selection=["cl_fom_report"],
+        tags=GPU_RUN_TAGS,
+        description="Power-spectrum compressor, NPE and FoM report of one configuration.",
+    ),
+    dg.define_asset_job(
+        "fisher_job",
+        selection=["fisher_forecast"],
+        description="Fisher forecast of one configuration.",
+    ),
+    dg.define_asset_job(
+        "study_config_job",
+        selection=[*CONFIG_STUDY_ASSETS],
+        tags=GPU_RUN_TAGS,
+        description="Everything the study needs of one configuration whose shards exist: "
+        "field compressor, NPE and FoM report, band powers and their FoM report, Fisher "
+        "forecast (what the sweep requests).",
+    ),
+    dg.define_asset_job(
+        "study_job",
+        selection=["study_report"],
+        description="The comparison report over every configuration.",
     ),
 ]

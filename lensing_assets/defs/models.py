@@ -27,17 +27,23 @@ COMPRESSOR_KEY = dg.AssetKey("compressor_model")
 NPE_KEY = dg.AssetKey("npe_model")
 
 
-def missing_input(err: InputMissingError, root: DataRoot, key: str) -> dg.Failure:
+def missing_input(
+    err: InputMissingError, root: DataRoot, key: str, *, chain: str = "field"
+) -> dg.Failure:
     """A Failure for a missing upstream file of configuration *key*.
 
-    Its description ends with the command that makes the first missing upstream asset.
+    Its description ends with the command that makes the first missing upstream asset of
+    the *chain*: ``"field"`` (shards, compressor, NPE) or ``"cl"`` (shards, band powers).
     """
     lmax, noise = config_of(key)
-    upstream = [
-        ("tile_shards", root.shards(lmax, noise).manifest),
-        ("compressor_model", root.compressor(lmax, noise).result),
-        ("npe_model", root.npe(lmax, noise).checkpoint),
-    ]
+    upstream = [("tile_shards", root.shards(lmax, noise).manifest)]
+    if chain == "field":
+        upstream += [
+            ("compressor_model", root.compressor(lmax, noise).result),
+            ("npe_model", root.npe(lmax, noise).checkpoint),
+        ]
+    else:
+        upstream += [("band_powers", root.band_powers_path(lmax, noise))]
     asset = next((name for name, path in upstream if not path.exists()), "tile_shards")
     hint = f"Make it with: dagster asset materialize --select {asset} --partition '{key}'"
     return dg.Failure(description=f"{err}. {hint}", allow_retries=False)

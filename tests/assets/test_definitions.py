@@ -15,7 +15,7 @@ from tests.fixtures.dagster import ephemeral_instance
 
 
 def test_definitions_load_with_expected_graph(test_defs: dg.Definitions) -> None:
-    """Asset keys and dependencies: kappa -> tiles -> shards -> HF dataset and models."""
+    """Asset keys and dependencies: kappa -> tiles -> shards -> HF dataset, models, the study."""
     defs = test_defs
     graph = defs.resolve_asset_graph()
     parents = {
@@ -31,6 +31,10 @@ def test_definitions_load_with_expected_graph(test_defs: dg.Definitions) -> None
         "compressor_model": {"tile_shards"},
         "npe_model": {"compressor_model"},
         "fom_report": {"npe_model"},
+        "band_powers": {"tile_shards"},
+        "cl_fom_report": {"band_powers"},
+        "fisher_forecast": set(),
+        "study_report": {"fom_report", "cl_fom_report", "fisher_forecast"},
     }
     jobs = {job.name for job in defs.resolve_all_job_defs()}
     assert jobs >= {
@@ -41,6 +45,11 @@ def test_definitions_load_with_expected_graph(test_defs: dg.Definitions) -> None
         "compressor_job",
         "npe_job",
         "fom_report_job",
+        "band_powers_job",
+        "cl_report_job",
+        "fisher_job",
+        "study_config_job",
+        "study_job",
     }
 
 

@@ -16,6 +16,7 @@ from lensing_assets.defs.models import GPU_POOL
 from lensing_assets.defs.run_config import run_config_class, to_core
 from lensing_assets.defs.tiles import tiles
 from lensing_core.inference.config import CompressorConfig, TrainingSettings, compressor_preset
+from lensing_core.inference.fom import read_fom_result
 from lensing_core.inference.npe import NPEConfig
 from lensing_core.storage import DataRoot
 from tests.fixtures.dagster import ephemeral_instance, settings_for
@@ -23,6 +24,7 @@ from tests.fixtures.dagster import ephemeral_instance, settings_for
 #: 12 sims besides the fiducial: the fewest the default split by simulation takes
 SIMS = (3, 7, 12, 20, 25, 31, 40, 44, 52, 60, 71, 88, 109)
 KEY = "200|des_y3"
+CONFIG = "lmax_200_des_y3"
 
 
 def _run(
@@ -161,9 +163,69 @@ def test_models_and_report_from_tiles(
     assert Path(rmeta["figure_path"].value).is_file()
     for asset in ("compressor_model", "npe_model", "fom_report"):
         assert KEY in instance.get_materialized_partitions(dg.AssetKey(asset))
+    _study_from_the_same_shards(test_defs, resources, instance, root)
 
 
-@pytest.mark.parametrize("name", ["compressor_model", "npe_model", "fom_report"])
+def _study_from_the_same_shards(
+    defs: dg.Definitions, resources: dict, instance: dg.DagsterInstance, root: DataRoot
+) -> None:
+    """band_powers -> cl_fom_report, fisher_forecast, then study_report, metadata in the UI."""
+    band_powers, cl_fom_report, fisher_forecast, study_report = (
+        defs.get_assets_def(name)
+        for name in ("band_powers", "cl_fom_report", "fisher_forecast", "study_report")
+    )
+    early = _failure_message(_run(cl_fom_report, KEY, resources, instance))
+    assert "band powers of configuration lmax_200_des_y3 are missing" in early
+    assert f"--select band_powers --partition '{KEY}'" in early
+    bp = _run(band_powers, KEY, resources, instance)
+    assert bp.success
+    bp_meta = bp.asset_materializations_for_node("band_powers")[0].metadata
+    assert bp_meta["path"].value == str(root.band_powers_path(200, "des_y3"))
+    assert bp_meta["rows"].value == 4 * 12 * len(SIMS)
+    assert len(bp_meta["mean_auto_band_powers"].value) == 4
+
+    cl = _run(cl_fom_report, KEY, resources, instance, None)
+    assert cl.success
+    cl_meta = cl.asset_materializations_for_node("cl_fom_report")[0].metadata
+    assert cl_meta["path"].value == str(root.cl_fom_result_path(200, "des_y3"))
+    assert cl_meta["figure"].value.startswith("![FoM report](data:image/png;base64,iVBOR")
+    assert len(cl_meta["fom_fiducial_all"].value) == 12
+    field = read_fom_result(root.npe(200, "des_y3").fom_result)
+    cl_record = read_fom_result(root.cl_fom_result_path(200, "des_y3"))
+    assert cl_record["split_sha256"] == field["split_sha256"]  # the same sims in each set
+    assert cl_record["n_sims"] == field["n_sims"]
+
+    fisher = _run(fisher_forecast, KEY, resources, instance)
+    assert fisher.success
+    f_meta = fisher.asset_materializations_for_node("fisher_forecast")[0].metadata
+    assert f_meta["path"].value == str(root.fisher_path(200, "des_y3"))
+    assert f_meta["fom_fisher"].value > f_meta["fom_prior"].value > 0
+    assert f_meta["fom_fisher_fixed"].value > f_meta["fom_fisher"].value
+    names = [row.data["parameter"] for row in f_meta["parameters"].value.records]
+    assert names == ["Omega_m", "S8", "w", "h", "n_s", "Omega_bh2", "m_nu"]
+
+    study = dg.materialize(
+        [study_report], resources=resources, instance=instance, raise_on_error=False
+    )
+    assert study.success
+    s_meta = study.asset_materializations_for_node("study_report")[0].metadata
+    assert s_meta["path"].value == str(root.study_dir / "study.json")
+    assert s_meta["n_complete"].value == 1  # 200|des_y3; the 14 others are shown as missing
+    assert s_meta["n_configurations"].value == 15
+    assert s_meta["figure"].value.startswith("![FoM against lmax")
+    (row,) = [r.data for r in s_meta["study"].value.records if r.data["config"] == CONFIG]
+    assert row["fom_field"] == pytest.approx(field["fom_fiducial_median"])
+    assert row["fom_cl"] == pytest.approx(cl_record["fom_fiducial_median"])
+    assert row["fom_fisher"] == pytest.approx(f_meta["fom_fisher"].value)
+    assert row["field_over_cl"] == pytest.approx(row["fom_field"] / row["fom_cl"])
+    report = s_meta["report"].value
+    assert "| 200 |" in report
+    assert "missing" in report
+
+
+@pytest.mark.parametrize(
+    "name", ["compressor_model", "npe_model", "fom_report", "band_powers", "cl_fom_report"]
+)
 def test_missing_shards_name_configuration_and_command(
     name: str, data_root: Path, test_resources: dict, test_defs: dg.Definitions
 ) -> None:
