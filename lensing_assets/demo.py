@@ -29,6 +29,7 @@ from lensing_assets.defs.partitions import (
 )
 from lensing_core.config import PlatformSettings
 from lensing_core.inference.fom import read_fom_result
+from lensing_core.inference.study import STUDY_MD, NPEResult, collect_study
 from lensing_core.sky.noise import NOISE_LEVELS
 from lensing_core.storage import DataRoot
 
@@ -101,6 +102,43 @@ def _report(root: DataRoot, key: str) -> bool:
     for name, ok in checks.items():
         _say(f"  check {name}: {'pass' if ok else 'FAIL'}")
     return all(checks.values())
+
+
+def _comparison(root: DataRoot, configs: list[tuple[int, str]]) -> None:
+    """Print the study's comparison of *configs*: FoM of each summary, ratios, calibration."""
+
+    def fom(result: NPEResult | None) -> str:
+        if result is None:
+            return "missing"
+        return (
+            f"{result.fom:.1f} +- {result.fom_std:.1f}, coverage {result.coverage_68:.2f} / "
+            f"{result.coverage_95:.2f} at 68% / 95% ({result.n_test} test tiles)"
+        )
+
+    def ratio(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    _say(f"The study: {_shown(root.study_dir / STUDY_MD)} (and .json, .png)")
+    for row in collect_study(root, configs).rows:
+        fisher = row.fisher
+        _say(f"  {row.lmax}|{row.noise_level}: FoM (Omega_m, S8), fiducial median +- tile std")
+        _say(f"    FoM_field  {fom(row.field)}")
+        _say(f"    FoM_Cl     {fom(row.cl)}")
+        _say(
+            "    FoM_Fisher "
+            + (
+                "missing"
+                if fisher is None
+                else f"{fisher.fom:.1f} (others fixed: {fisher.fom_fixed:.1f}; box prior "
+                f"{fisher.fom_prior:.1f})"
+            )
+        )
+        _say(
+            f"    FoM_field / FoM_Cl {ratio(row.field_over_cl)}, FoM_field / FoM_Fisher "
+            f"{ratio(row.field_over_fisher)}, FoM_Cl / FoM_Fisher {ratio(row.cl_over_fisher)}"
+        )
+        for note in row.notes():
+            _say(f"    note: {note}")
 
 
 def _latest_metadata(
@@ -192,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             trained.append(key)
         else:
             failed.append(f"models {key}")
+        for job in ("band_powers_job", "cl_report_job", "fisher_job"):  # the study's baselines
+            if not _run(defs, job, key, instance):
+                failed.append(f"{job} {key}")
+    if args.train and not _run(defs, "study_job", None, instance):
+        failed.append("study_report")
     root = DataRoot(settings.data_root)
     _say(
         f"done in {time.perf_counter() - start:.0f} s; tiles under {_shown(root.root / 'tiles')}, "
@@ -200,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     _print_example(instance)
     learned = [_report(root, key) for key in trained]
+    if args.train:
+        _comparison(root, [config_of(key) for key in args.train])
     return 1 if failed or not all(learned) else 0
 
 

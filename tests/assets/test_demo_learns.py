@@ -22,6 +22,8 @@ import pytest
 from tests.fixtures.shell import shell, user_environment
 
 REPORT = Path("models") / "npe" / "lmax200_des_y3" / "fom_result.json"
+CL_REPORT = Path("models") / "cl" / "lmax200_des_y3" / "fom_result.json"
+FISHER = Path("models") / "fisher" / "lmax200_des_y3" / "fisher.json"
 
 
 def _make_demo(folder: Path) -> tuple[dict[str, str], str]:
@@ -76,18 +78,66 @@ def test_make_demo_trains_and_reports(
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
     instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
     assert "200|des_y3" in instance.get_materialized_partitions(dg.AssetKey("fom_report"))
+    _check_the_study(folder, out, fid, prior, instance)
+
+
+def _fom_line(name: str, out: str) -> tuple[float, float, float, float]:
+    """FoM, tile std and the 68% / 95% coverage of a printed ``FoM_{name}`` line."""
+    pattern = rf"FoM_{name}\s+(\S+) \+- (\S+), coverage (\S+) / (\S+) at 68% / 95%"
+    fom, std, c68, c95 = map(float, re.search(pattern, out).groups())
+    return fom, std, c68, c95
+
+
+def _check_the_study(
+    folder: Path, out: str, fid: float, prior: float, instance: dg.DagsterInstance
+) -> None:
+    """The power-spectrum baseline, the Fisher forecast and the comparison, as printed."""
+    for job in ("band_powers_job", "cl_report_job", "fisher_job"):
+        assert re.search(rf"{job}\s+200\|des_y3\s+ok", out), job
+    assert re.search(r"study_job\s+-\s+ok", out)
+    field, field_std, *_ = _fom_line("field", out)
+    assert (field, field_std) == pytest.approx(
+        (fid, float(re.search(r"fiducial FoM \(Omega_m, S8\): \S+ \+- (\S+)", out).group(1))),
+        abs=0.051,
+    )
+    cl, cl_std, cl_68, cl_95 = _fom_line("Cl", out)
+    assert cl > 2 * prior  # the band powers inform too
+    assert cl_std > 0
+    assert 0 <= cl_68 <= cl_95 <= 1
+    fisher = float(re.search(r"FoM_Fisher (\S+) \(others fixed: (\S+)", out).group(1))
+    assert fisher > cl  # the band powers' Gaussian forecast bounds what an NPE gets from them
+    ratios = re.search(
+        r"FoM_field / FoM_Cl (\S+), FoM_field / FoM_Fisher (\S+), FoM_Cl / FoM_Fisher (\S+)", out
+    ).groups()
+    expected = (field / cl, field / fisher, cl / fisher)
+    assert tuple(map(float, ratios)) == pytest.approx(expected, rel=0.01)
+    study = folder / "data" / "reports" / "study"
+    assert f"The study: {study / 'study.md'}" in out
+    row = next(
+        r for r in json.loads((study / "study.json").read_text())["rows"]
+        if r["config"] == "lmax_200_des_y3"
+    )  # fmt: skip
+    assert row["fom_cl"] == pytest.approx(cl, abs=0.051)
+    assert (study / "study.png").read_bytes()[:4] == b"\x89PNG"
+    assert instance.get_materialized_partitions(dg.AssetKey("cl_fom_report")) == {"200|des_y3"}
 
 
 @pytest.mark.slow
 def test_make_demo_twice_gives_the_same_fom_record(
     first_demo: tuple[Path, dict[str, str], str], tmp_path: Path
 ) -> None:
-    """A second demo from scratch: every number of fom_result.json is the same."""
+    """A second demo from scratch: every number of the FoM and Fisher records is the same."""
     folder, _, _ = first_demo
     _make_demo(tmp_path)
-    first, second = (
-        json.loads((root / "data" / REPORT).read_text()) for root in (folder, tmp_path)
-    )
-    numbers = dict(_numbers(first))
-    assert len(numbers) > 30  # FoMs of the 12 fiducial tiles, percentiles, coverage, ...
-    assert dict(_numbers(second)) == numbers
+    for record, least in ((REPORT, 30), (CL_REPORT, 30), (FISHER, 50)):
+        first, second = (
+            json.loads((root / "data" / record).read_text()) for root in (folder, tmp_path)
+        )
+        numbers = _timeless(first)
+        assert len(numbers) > least  # FoMs of the 12 fiducial tiles, percentiles, ...
+        assert _timeless(second) == numbers, record
+
+
+def _timeless(record: dict[str, Any]) -> dict[str, float]:
+    """The numbers of *record* but the wall-clock times (``elapsed_s``) of its trainings."""
+    return {path: v for path, v in _numbers(record) if not path.endswith("/elapsed_s")}
