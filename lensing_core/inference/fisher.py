@@ -413,7 +413,9 @@ class FisherReport:
         ``models/fisher/lmax{L}_{noise}/fisher.json``.
     record
         What it holds: :meth:`FisherForecast.to_record` plus the configuration, the tile's
-        bands, the fiducial point, the noise and the marginal errors.
+        bands, the fiducial point, the noise, the marginal errors, and ``fom_fisher_window``:
+        the marginalised FoM with only the modes the band powers' apodised window keeps
+        (``f_sky = window_mode_fraction / 12``; ``fom_fisher`` is of the whole face).
     """
 
     path: Path
@@ -435,7 +437,10 @@ class FisherReport:
         columns = {"parameter": "string", "fiducial": "float", "prior_sigma": "float"}
         return {
             "path": self.path,
-            **{key: r[key] for key in ("fom_fisher", "fom_fisher_fixed", "fom_prior")},
+            **{
+                key: r[key]
+                for key in ("fom_fisher", "fom_fisher_fixed", "fom_fisher_window", "fom_prior")
+            },
             "ell_range": [r["edges"][0], r["edges"][-1]],
             "n_bands": len(r["edges"]) - 1,
             "parameters": Table({**columns, "sigma": "float"}, rows),
@@ -486,6 +491,10 @@ def fisher_report(
     spectra = spectra_derivatives(source.nz(), int(np.ceil(estimator.edges[-1])), fiducial=fiducial)
     noise = noise_power(noise_level, convention=noise_convention)
     result = forecast(spectra, noise, estimator.edges, what=what)
+    # the same with the modes the apodised window keeps (f_sky 1/12 is the whole face)
+    windowed = forecast(
+        spectra, noise, estimator.edges, f_sky=FACE_FSKY * estimator.window_mode_fraction, what=what
+    )
     total = result.fisher + np.diag(1.0 / result.prior_sigmas**2)
     record = {
         "config": config_name(lmax, noise_level),
@@ -498,6 +507,8 @@ def fisher_report(
         "noise_power": np.asarray(noise, dtype=np.float64).tolist(),
         "noise_convention": noise_convention,
         "sigma_marginalised": np.sqrt(np.diag(np.linalg.inv(total))).tolist(),
+        "window_mode_fraction": estimator.window_mode_fraction,
+        "fom_fisher_window": windowed.fom_marginalised,
         **result.to_record(),
     }
     path = write_json(root.fisher_path(lmax, noise_level), record, tmp_root=root.tmp_root)

@@ -147,6 +147,12 @@ class TilePowerEstimator:
         object.__setattr__(self, "_inverse", np.linalg.inv(self.coupling_matrix()))
 
     @property
+    def window_mode_fraction(self) -> float:
+        """``<w^2>^2 / <w^4>`` of the window: the fraction of the tile's modes it keeps."""
+        w2 = float(np.mean(self._window**2))
+        return w2**2 / float(np.mean(self._window**4))
+
+    @property
     def centres(self) -> FloatArray:
         """Centre ell of each science band, ``(n_bands,)``."""
         return 0.5 * (self.edges[:-1] + self.edges[1:])
