@@ -43,6 +43,10 @@ EXPECTED_ASSETS = {
     "compressor_model",
     "npe_model",
     "fom_report",
+    "band_powers",
+    "cl_fom_report",
+    "fisher_forecast",
+    "study_report",
 }
 
 ASSET_NODES_QUERY = """
