@@ -86,6 +86,43 @@ SYMMETRY_ELEMENTS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+def draw_symmetries(
+    n: int, symmetries: str = "face", *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """
+    Random elements of a symmetry group for *n* tiles, as :func:`augment_tiles` draws them.
+
+    Parameters
+    ----------
+    n
+        Number of tiles.
+    symmetries
+        A key of :data:`SYMMETRY_GROUPS`.
+    generator
+        CPU generator (the global one if not given).
+
+    Returns
+    -------
+        ``(n,)`` int64 CPU tensor: index ``k`` is ``SYMMETRY_GROUPS[symmetries][k]``. The same
+        generator state gives the same draws as :func:`augment_tiles` (which calls this), so
+        a cache of the transformed tiles' summaries reproduces its random stream exactly.
+
+    Raises
+    ------
+    ValueError
+        An unknown *symmetries*.
+    """
+    if symmetries not in SYMMETRY_GROUPS:
+        msg = f"unknown symmetries {symmetries!r}; choose one of {tuple(SYMMETRY_GROUPS)}"
+        raise ValueError(msg)
+    if symmetries == "square":
+        # the draws of the original implementation: rot90(k) after a flip_lr with p = 1/2
+        turns = torch.randint(0, 4, (n,), generator=generator)
+        flip = torch.rand(n, generator=generator) < 0.5
+        return turns + 4 * flip.long()
+    return torch.randint(0, len(SYMMETRY_GROUPS[symmetries]), (n,), generator=generator)
+
+
 def augment_tiles(
     tiles: torch.Tensor,
     *,
@@ -126,18 +163,9 @@ def augment_tiles(
     """
     if tiles.ndim != 4 or tiles.shape[-1] != tiles.shape[-2]:
         raise ValueError(f"expected square tiles (batch, n_bins, n, n), got {tuple(tiles.shape)}")
-    if symmetries not in SYMMETRY_GROUPS:
-        msg = f"unknown symmetries {symmetries!r}; choose one of {tuple(SYMMETRY_GROUPS)}"
-        raise ValueError(msg)
-    group = SYMMETRY_GROUPS[symmetries]
     n_batch, n_pix, device = tiles.shape[0], tiles.shape[-1], tiles.device
-    if symmetries == "square":
-        # the draws of the original implementation: rot90(k) after a flip_lr with p = 1/2
-        turns = torch.randint(0, 4, (n_batch,), generator=generator)
-        flip = torch.rand(n_batch, generator=generator) < 0.5
-        choice = turns + 4 * flip.long()
-    else:
-        choice = torch.randint(0, len(group), (n_batch,), generator=generator)
+    choice = draw_symmetries(n_batch, symmetries, generator=generator)
+    group = SYMMETRY_GROUPS[symmetries]
     out = torch.empty_like(tiles)
     for index, name in enumerate(group):
         sel = torch.nonzero(choice == index).squeeze(1).to(device)

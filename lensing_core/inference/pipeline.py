@@ -32,7 +32,14 @@ from lensing_core.dataset.normalization import NormStats, load_norm_stats, norma
 from lensing_core.dataset.parquet import ShardReport, read_shard_manifest
 from lensing_core.dataset.schema import config_name
 from lensing_core.dataset.splits import Split, SplitSpec, load_split, make_split
-from lensing_core.inference.compressor import CompressorModule, augment_tiles, load_compressor
+from lensing_core.inference.compressor import (
+    SYMMETRY_ELEMENTS,
+    SYMMETRY_GROUPS,
+    CompressorModule,
+    augment_tiles,
+    draw_symmetries,
+    load_compressor,
+)
 from lensing_core.inference.config import CompressorConfig, NPEConfig
 from lensing_core.inference.fom import fom_from_cov, fom_summary, to_physical, write_fom_result
 from lensing_core.inference.npe import LoadedNPE, fit_npe, load_npe, save_npe
@@ -323,6 +330,52 @@ _NPE_METADATA_KEYS = (
 )
 
 
+def summary_table(
+    compressor: CompressorModule, table: TileTable, groups: npt.ArrayLike, symmetries: str
+) -> torch.Tensor:
+    """
+    The compressor's summaries of every augmentation of some tiles: a finite set, computed once.
+
+    Parameters
+    ----------
+    compressor
+        The frozen compressor.
+    table
+        The tiles.
+    groups
+        ``(n, R)`` table rows: the R noise realisations of each of n tiles
+        (:func:`~lensing_core.dataset.loader.realization_rows`).
+    symmetries
+        A key of :data:`~lensing_core.inference.compressor.SYMMETRY_GROUPS`.
+
+    Returns
+    -------
+        ``(n, R, G, n_summaries)`` float32 on the compressor's device: entry ``[i, r, k]`` is
+        the summary of realisation r of tile i transformed by element k of the group, exactly
+        what :func:`~lensing_core.inference.compressor.augment_tiles` then
+        :meth:`CompressorModule.compress` give when they draw (r, k) without rolls.
+    """
+    rows = np.asarray(groups, dtype=np.int64)
+    n, n_real = rows.shape
+    elements = SYMMETRY_GROUPS[symmetries]
+    flat = rows.reshape(-1)
+    out = []
+    for first in range(0, len(flat), COMPRESS_BATCH):
+        tiles = _tiles_tensor(table, flat[first : first + COMPRESS_BATCH])
+        out.append(
+            torch.stack(
+                [
+                    compressor.compress(SYMMETRY_ELEMENTS[name](tiles), batch_size=COMPRESS_BATCH)
+                    for name in elements
+                ],
+                dim=1,
+            )
+        )
+    if not out:
+        raise ValueError("no tiles to summarise")
+    return torch.cat(out).reshape(n, n_real, len(elements), -1)
+
+
 def train_npe(
     root: DataRoot,
     lmax: int,
@@ -331,6 +384,7 @@ def train_npe(
     *,
     device: str = "auto",
     cache_dir: Path | None = None,
+    summary_cache: bool | None = None,
 ) -> NPETrainingResult:
     """
     Train the Gaussian NPE of one configuration on the NPE split, compressing on the fly.
@@ -347,6 +401,11 @@ def train_npe(
         ``"auto"``, ``"cpu"`` or ``"cuda"``: where the compressor and the MLP run.
     cache_dir
         See :func:`open_config`.
+    summary_cache
+        Compute the summaries of every (tile, noise realisation, symmetry) of the NPE-train
+        set once (:func:`summary_table`) and draw from them, instead of running the
+        compressor on every batch: the same draws and the same summaries, far cheaper.
+        ``None`` (default): whenever the augmentation is a finite set (no circular rolls).
 
     Returns
     -------
@@ -355,7 +414,7 @@ def train_npe(
     Notes
     -----
     Every batch draws, for each of its tiles, a noise realisation and a random symmetry of the
-    face, and runs the frozen compressor on them, so each epoch sees new summaries; the
+    face, and takes the frozen compressor's summary of them, so each epoch sees new summaries; the
     learning-rate schedule, the best state and early stopping watch the NLL of the summaries
     of the NPE-validation set's un-augmented tiles (realisation 0). The test set is not
     touched. The summaries are standardised (Omega_m, S8) estimates, the targets the
@@ -381,15 +440,26 @@ def train_npe(
         raise ValueError(msg)
     compressor = trained.compressor
     groups = torch.from_numpy(realization_rows(trained.table, rows_train))  # (n_train, R)
+    use_cache = not cfg.augment_rolls if summary_cache is None else summary_cache
+    if use_cache and cfg.augment_rolls:
+        raise ValueError(f"{label}: no summary cache with circular rolls (not a finite set)")
+    cache = (
+        summary_table(compressor, trained.table, groups.numpy(), cfg.symmetries)
+        if use_cache
+        else None
+    )
 
     def make_batch(
         indices: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if groups.shape[1] > 1:
             picks = torch.randint(groups.shape[1], (len(indices),), generator=generator)
-            rows = groups[indices, picks].numpy()
         else:  # one realisation: no draw, so the augmentation stream is the earlier one
-            rows = groups[indices, 0].numpy()
+            picks = torch.zeros(len(indices), dtype=torch.int64)
+        rows = groups[indices, picks].numpy()
+        if cache is not None:  # the same draw as augment_tiles, then a look-up
+            choice = draw_symmetries(len(indices), cfg.symmetries, generator=generator)
+            return cache[indices, picks, choice.to(cache.device)], _theta_norm(trained, rows)
         tiles = augment_tiles(
             _tiles_tensor(trained.table, rows),
             symmetries=cfg.symmetries,
@@ -427,6 +497,7 @@ def train_npe(
         "split_kind": trained.split.kind,
         "symmetries": cfg.symmetries,
         "augment_rolls": cfg.augment_rolls,
+        "summary_cache": cache is not None,
         "device": device,
         **{k: v for k, v in fitted.to_record().items() if k != "history"},
         "val_nll_history": [h["val_nll"] for h in fitted.history],

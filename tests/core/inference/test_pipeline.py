@@ -7,6 +7,7 @@ mechanics, ``tests/assets/test_demo_learns.py`` that the demo really learns.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -16,12 +17,17 @@ import numpy as np
 import pytest
 import torch
 
-from lensing_core.dataset.loader import TileDataset
+from lensing_core.dataset.loader import TileDataset, realization_rows
 from lensing_core.dataset.normalization import load_norm_stats, normalize_theta
 from lensing_core.dataset.parquet import write_config_shards
 from lensing_core.dataset.splits import SplitSpec, load_split
 from lensing_core.inference import pipeline
-from lensing_core.inference.compressor import load_compressor
+from lensing_core.inference.compressor import (
+    SYMMETRY_GROUPS,
+    augment_tiles,
+    draw_symmetries,
+    load_compressor,
+)
 from lensing_core.inference.config import CompressorConfig, compressor_preset
 from lensing_core.inference.fom import FOM_RESULT_KEYS, read_fom_result
 from lensing_core.inference.npe import NPEConfig, load_npe
@@ -352,3 +358,58 @@ def test_training_draws_every_noise_realization(
     train_sims = set(table.sim_id[split.compressor_train]) | set(table.sim_id[split.npe_train])
     noisy = [r for r in seen["compressor"] + seen["npe"] if realization[r] > 0]
     assert set(table.sim_id[noisy]) <= train_sims
+
+
+@pytest.mark.parametrize("symmetries", ["face", "square"])
+def test_summary_cache_gives_the_on_the_fly_summaries(
+    trained_root: DataRoot, symmetries: str
+) -> None:
+    """Cached summaries, drawn with the same generator, are those of augment-then-compress."""
+    trained = pipeline._load_trained(trained_root, LMAX, NOISE, "cpu", None)
+    table, compressor = trained.table, trained.compressor
+    groups = realization_rows(table, trained.split.npe_train)  # (n_train, R)
+    cache = pipeline.summary_table(compressor, table, groups, symmetries)
+    n_group = len(SYMMETRY_GROUPS[symmetries])
+    assert cache.shape == (len(groups), N_REAL, n_group, 2)
+    index = torch.arange(len(groups)).repeat(3)
+    on_the_fly_gen, cached_gen = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    picks = torch.randint(N_REAL, (len(index),), generator=on_the_fly_gen)
+    assert torch.equal(picks, torch.randint(N_REAL, (len(index),), generator=cached_gen))
+    rows = torch.from_numpy(groups)[index, picks].numpy()
+    tiles = torch.from_numpy(np.asarray(table.tiles[rows], dtype=np.float32))
+    augmented = augment_tiles(tiles, symmetries=symmetries, generator=on_the_fly_gen)
+    expected = compressor.compress(augmented)
+    choice = draw_symmetries(len(index), symmetries, generator=cached_gen)
+    assert len(set(choice.tolist())) == n_group
+    torch.testing.assert_close(cache[index, picks, choice], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_npe_trains_alike_with_and_without_the_summary_cache(
+    copy_root: DataRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache is the default without rolls; its draws cover every realisation and symmetry,
+    and the NPE it trains is the on-the-fly path's."""
+    draws: list[int] = []
+    fit_npe = pipeline.fit_npe
+
+    def spy_fit(make_batch: Any, val_data: Any, cfg: Any, **kwargs: Any) -> Any:
+        summaries, _ = make_batch(torch.zeros(800, dtype=torch.int64), torch.Generator())
+        draws.append(len(torch.unique(summaries, dim=0)))
+        return fit_npe(make_batch, val_data, cfg, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit_npe", spy_fit)
+    cached = train_npe(copy_root, LMAX, NOISE, NPE_TINY, device="cpu").record
+    fly = train_npe(copy_root, LMAX, NOISE, NPE_TINY, device="cpu", summary_cache=False).record
+    assert (cached["summary_cache"], fly["summary_cache"]) == (True, False)
+    assert draws[0] == N_REAL * 4  # one tile: 4 realisations x 4 face symmetries
+    assert draws[1] == N_REAL * 4
+    np.testing.assert_allclose(cached["val_nll_history"], fly["val_nll_history"], rtol=1e-4)
+    with pytest.raises(ValueError, match="no summary cache with circular rolls"):
+        train_npe(
+            copy_root,
+            LMAX,
+            NOISE,
+            dataclasses.replace(NPE_TINY, augment_rolls=True),
+            device="cpu",
+            summary_cache=True,
+        )
