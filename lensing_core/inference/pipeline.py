@@ -42,7 +42,7 @@ from lensing_core.inference.compressor import (
 )
 from lensing_core.inference.config import CompressorConfig, NPEConfig
 from lensing_core.inference.fom import fom_from_cov, fom_summary, to_physical, write_fom_result
-from lensing_core.inference.npe import LoadedNPE, fit_npe, load_npe, save_npe
+from lensing_core.inference.npe import GaussianNPE, LoadedNPE, fit_npe, load_npe, save_npe
 from lensing_core.inference.training import (
     CompressorResult,
     evaluate_r2,
@@ -574,14 +574,18 @@ _FOM_TABLE_FIELDS = (
 )
 
 
+def npe_posteriors(model: GaussianNPE, summaries: torch.Tensor) -> tuple[FloatArray, FloatArray]:
+    """Standardised posterior means ``(n, 2)`` and covariances ``(n, 2, 2)`` of *summaries*."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        mean, cov = model.mean_cov(summaries.to(device))
+    return mean.double().cpu().numpy(), cov.double().cpu().numpy()
+
+
 def _posteriors(
     npe: LoadedNPE, compressor: CompressorModule, tiles: torch.Tensor
-) -> tuple[np.ndarray, np.ndarray]:
-    summaries = compressor.compress(tiles, batch_size=COMPRESS_BATCH)
-    device = next(npe.model.parameters()).device
-    with torch.no_grad():
-        mean, cov = npe.model.mean_cov(summaries.to(device))
-    return mean.double().cpu().numpy(), cov.double().cpu().numpy()
+) -> tuple[FloatArray, FloatArray]:
+    return npe_posteriors(npe.model, compressor.compress(tiles, batch_size=COMPRESS_BATCH))
 
 
 def fom_report(

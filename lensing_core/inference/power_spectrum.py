@@ -43,6 +43,7 @@ from lensing_core.inference.pipeline import (
     check_fiducial,
     config_split,
     finish_fom_report,
+    npe_posteriors,
     open_config,
     resolve_device,
 )
@@ -325,12 +326,6 @@ def cl_fom_report(
         tmp_root=root.tmp_root,
     )
 
-    def posteriors(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        model_device = next(fitted.model.parameters()).device
-        with torch.no_grad():
-            mean, cov = fitted.model.mean_cov(summaries[torch.tensor(rows)].to(model_device))
-        return mean.double().cpu().numpy(), cov.double().cpu().numpy()
-
     test = rows_split.test
     return finish_fom_report(
         root,
@@ -342,8 +337,8 @@ def cl_fom_report(
         split=rows_split,
         theta_mean=compressor.theta_mean,
         theta_std=compressor.theta_std,
-        fiducial=posteriors(rows_split.fiducial),
-        test=posteriors(test),
+        fiducial=npe_posteriors(fitted.model, summaries[torch.tensor(rows_split.fiducial)]),
+        test=npe_posteriors(fitted.model, summaries[torch.tensor(test)]),
         compressor_checkpoint=compressor_path,
         extra={
             "r2_test": r2_scores(
