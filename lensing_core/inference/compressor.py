@@ -1,10 +1,21 @@
-"""The compressor: a timm backbone + regression head, tiles -> standardised (Omega_m, S8).
+"""The compressor: a timm backbone + head, tiles -> summaries of (Omega_m, S8).
 
 The network maps standardised tiles ``(batch, n_bins, n_pix, n_pix)`` to ``n_summaries``
-numbers trained by MSE to equal the standardised parameters, so its outputs are both the
-summaries the NPE conditions on and point estimates of theta. The config and the
-normalisation statistics are hyper-parameters of the checkpoint: a checkpoint alone is enough
-to compress raw tiles (:func:`load_compressor`, :meth:`CompressorModule.compress`).
+numbers ``t``, the summaries the NPE conditions on. Two objectives
+(:data:`lensing_core.inference.config.COMPRESSOR_LOSSES`):
+
+``"mse"``
+    ``t`` is trained by MSE to equal the standardised parameters, so it is also a point
+    estimate of theta (the posterior mean).
+``"vmim"``
+    Variational mutual information maximisation: ``t`` and a Gaussian density head
+    ``q(theta_norm | t)`` (:func:`build_vmim_head`, a
+    :class:`~lensing_core.inference.npe.GaussianNPE`) are trained jointly on the mean
+    negative log-likelihood :func:`vmim_nll`; the point estimate is the head's mean.
+
+The config and the normalisation statistics are hyper-parameters of the checkpoint: a
+checkpoint alone is enough to compress raw tiles (:func:`load_compressor`,
+:meth:`CompressorModule.compress`).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from torch.nn import functional as F  # noqa: N812 (torch's convention)
 
 from lensing_core.dataset.normalization import NormStats
 from lensing_core.inference.config import SYMMETRY_GROUPS, CompressorConfig
+from lensing_core.inference.npe import GaussianNPE
 from lensing_core.io import InputMissingError
 
 logger = logging.getLogger(__name__)
@@ -64,6 +76,58 @@ def build_backbone(cfg: CompressorConfig, in_chans: int = 4) -> nn.Sequential:
         nn.Linear(cfg.head_hidden, cfg.n_summaries),
     )
     return nn.Sequential(OrderedDict(backbone=backbone, head=head))
+
+
+def build_vmim_head(cfg: CompressorConfig, n_params: int) -> GaussianNPE:
+    """
+    Density head ``q(theta_norm | t)`` of a ``"vmim"`` compressor, randomly initialised.
+
+    Parameters
+    ----------
+    cfg
+        Uses ``n_summaries`` (the input), ``vmim_hidden`` and ``vmim_layers``.
+    n_params
+        Number of parameters of the Gaussian.
+
+    Returns
+    -------
+        A :class:`~lensing_core.inference.npe.GaussianNPE` (full-covariance Gaussian over
+        standardised theta) whose summary standardisation stays the identity (shift 0,
+        scale 1): it learns jointly with the summaries, which need no rescaling.
+    """
+    return GaussianNPE(
+        cfg.n_summaries, n_params, hidden=cfg.vmim_hidden, n_hidden_layers=cfg.vmim_layers
+    )
+
+
+def vmim_nll(head: GaussianNPE, summaries: torch.Tensor, theta_norm: torch.Tensor) -> torch.Tensor:
+    r"""
+    The VMIM loss: mean negative log-likelihood :math:`-\log q(\theta | t)` over the rows.
+
+    Parameters
+    ----------
+    head
+        The density head (:func:`build_vmim_head`).
+    summaries
+        ``(batch, n_summaries)`` summaries ``t``; gradients flow into whatever made them.
+    theta_norm
+        ``(batch, n_params)`` standardised parameters.
+
+    Returns
+    -------
+        0-d float32 tensor, nats per row (with respect to standardised theta).
+
+    Notes
+    -----
+    Minimising it over the compressor and the head maximises a variational lower bound on
+    the mutual information between the summaries and theta (Barber & Agakov 2003; for
+    lensing, Jeffrey, Alsing & Lanusse 2021, MNRAS 501, 954). It is computed in float32
+    with autocast off: the triangular solve and log-determinant of
+    :meth:`GaussianNPE.log_prob <lensing_core.inference.npe.GaussianNPE.log_prob>` need it,
+    and under bf16 autocast the head's linear layers would otherwise run in bf16.
+    """
+    with torch.autocast(device_type=summaries.device.type, enabled=False):
+        return head.nll(theta_norm.float(), summaries.float()).mean()
 
 
 #: The 8 symmetries of a square pixel grid as operations on the last two axes ``(..., x, y)``
@@ -210,15 +274,27 @@ class CompressorModule(L.LightningModule):
     steps_per_epoch
         Optimiser steps per epoch, to turn the schedule's epochs into steps.
 
+    Attributes
+    ----------
+    net
+        Backbone and head (:func:`build_backbone`): standardised tiles -> summaries.
+    density_head
+        ``config.loss == "vmim"``: the density head ``q(theta_norm | t)``
+        (:func:`build_vmim_head`), trained with *net*, its weights in the checkpoint.
+        ``None`` for ``"mse"``.
+
     Notes
     -----
-    Training loss: MSE between the network output and the standardised parameters plus
-    Gaussian noise of std ``config.target_noise_std``, on tiles standardised and augmented
-    by :func:`augment_tiles` with the group ``config.symmetries`` (by default the 4 exact
-    symmetries of a HEALPix face; ``"square"``, the 8 of the square, reproduces the earlier
-    published pipeline). Validation loss (``val_loss``): the same without noise or
-    augmentation. Weight decay applies to weights of rank >= 2 only, not to biases and
-    normalisation parameters.
+    Training loss, by ``config.loss``: ``"mse"``, the MSE between the network output and
+    the standardised parameters plus Gaussian noise of std ``config.target_noise_std``;
+    ``"vmim"``, the mean negative log-likelihood :func:`vmim_nll` of the same noisy
+    standardised parameters under the density head given the network output. Both on tiles
+    standardised and augmented by :func:`augment_tiles` with the group
+    ``config.symmetries`` (by default the 4 exact symmetries of a HEALPix face;
+    ``"square"``, the 8 of the square, reproduces the earlier published pipeline).
+    Validation loss (``val_loss``): the same without noise or augmentation, so an MSE or an
+    NLL (nats per tile). Weight decay applies to weights of rank >= 2 only (the density
+    head's included), not to biases and normalisation parameters.
     """
 
     # buffers, registered in __init__
@@ -261,6 +337,10 @@ class CompressorModule(L.LightningModule):
             }
         )
         self.net = build_backbone(cfg, in_chans)
+        # built after net, and only for vmim: an mse module draws the same weights as before
+        self.density_head: GaussianNPE | None = (
+            build_vmim_head(cfg, stats.n_params) if cfg.loss == "vmim" else None
+        )
         # not persistent: the hyper-parameters are their one stored copy
         for name in ("tile_mean", "tile_std", "theta_mean", "theta_std"):
             values = torch.tensor(getattr(stats, name).tolist(), dtype=torch.float32)
@@ -281,10 +361,13 @@ class CompressorModule(L.LightningModule):
         if train:
             x = augment_tiles(x, symmetries=self.cfg.symmetries, rolls=self.cfg.augment_rolls)
             y = y + self.cfg.target_noise_std * torch.randn_like(y)
-        return F.mse_loss(self(x).float(), y)
+        t = self(x).float()  # (batch, n_summaries)
+        if self.density_head is None:
+            return F.mse_loss(t, y)
+        return vmim_nll(self.density_head, t, y)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
-        """MSE on augmented tiles and noisy standardised targets."""
+        """The loss (MSE or VMIM NLL) on augmented tiles and noisy standardised targets."""
         loss = self._step(batch, train=True)
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
         optimizer = self.optimizers()
@@ -293,7 +376,7 @@ class CompressorModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
-        """MSE on plain tiles and exact standardised targets."""
+        """The loss (MSE or VMIM NLL) on plain tiles and exact standardised targets."""
         loss = self._step(batch, train=False)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
         return loss
@@ -338,9 +421,12 @@ class CompressorModule(L.LightningModule):
 
         Returns
         -------
-            float32 tensor ``(n, n_summaries)`` on the module's device: standardised
-            estimates of ``norm_stats.param_names``. Computed under ``no_grad`` (not
-            ``inference_mode``), so they can feed a network that is being trained.
+            float32 tensor ``(n, n_summaries)`` on the module's device: the network's output
+            ``t``. For ``loss="mse"`` these are standardised estimates of
+            ``norm_stats.param_names``; for ``"vmim"`` summaries without units that the
+            density head conditions on (:meth:`predict_theta` gives the estimates).
+            Computed under ``no_grad`` (not ``inference_mode``), so they can feed a network
+            that is being trained.
         """
         if tiles.ndim != 4 or tiles.shape[1] != self.in_chans:
             msg = f"expected tiles (n, {self.in_chans}, n_pix, n_pix), got {tuple(tiles.shape)}"
@@ -362,12 +448,40 @@ class CompressorModule(L.LightningModule):
         finally:
             self.train(was_training)
 
+    @torch.no_grad()
+    def estimate_norm(self, summaries: torch.Tensor) -> torch.Tensor:
+        """
+        Standardised point estimates of theta from summaries.
+
+        Parameters
+        ----------
+        summaries
+            ``(n, n_summaries)`` from :meth:`compress`, on the module's device.
+
+        Returns
+        -------
+            float32 ``(n, n_params)``: the summaries themselves for ``loss="mse"``, the
+            density head's mean of ``q(theta_norm | t)`` for ``"vmim"``.
+        """
+        if self.density_head is None:
+            return summaries.float()
+        with torch.autocast(device_type=summaries.device.type, enabled=False):
+            mean, _ = self.density_head(summaries.float())
+        return mean
+
     def predict_theta(
         self, tiles: torch.Tensor | npt.NDArray[np.floating], *, batch_size: int = 256
     ) -> npt.NDArray[np.float64]:
-        """Point estimates of the parameters in physical units, ``(n, n_params)`` numpy."""
-        summaries = self.compress(tiles, batch_size=batch_size).cpu().numpy().astype(np.float64)
-        return summaries * self.norm_stats.theta_std + self.norm_stats.theta_mean
+        """
+        Point estimates of the parameters in physical units, ``(n, n_params)`` numpy.
+
+        The standardised estimates of :meth:`estimate_norm` (the summaries for
+        ``loss="mse"``, the density head's posterior mean for ``"vmim"``), de-standardised
+        with the stored statistics.
+        """
+        summaries = self.compress(tiles, batch_size=batch_size)
+        estimates = self.estimate_norm(summaries).cpu().numpy().astype(np.float64)
+        return estimates * self.norm_stats.theta_std + self.norm_stats.theta_mean
 
 
 def read_checkpoint(

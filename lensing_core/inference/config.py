@@ -16,6 +16,12 @@ from lensing_core.dataset.splits import SplitSpec
 
 PRECISIONS: tuple[str, ...] = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true")
 
+#: Training objectives of the compressor (:attr:`CompressorConfig.loss`). ``"mse"``: regress
+#: the standardised parameters, so the summaries are estimates of their posterior means.
+#: ``"vmim"``: variational mutual information maximisation, the summaries and a Gaussian
+#: density ``q(theta | t)`` trained jointly to maximise ``log q(theta | t)``.
+COMPRESSOR_LOSSES: tuple[str, ...] = ("mse", "vmim")
+
 #: The groups of pixel-grid symmetries tiles are augmented by, as element names of
 #: :data:`lensing_core.inference.compressor.SYMMETRY_ELEMENTS` (operations on the last two
 #: axes ``(..., x, y)`` of a tile in the NESTED face layout, see
@@ -55,9 +61,23 @@ class CompressorConfig:
         Any timm model name; ``efficientnetv2_s`` is timm's EfficientNetV2-S,
         ``test_efficientnet`` a tiny one for CPU runs and tests. Never pretrained.
     n_summaries
-        Outputs of the regression head: one per inferred parameter (Omega_m, S8).
+        Outputs of the network's head, the summaries: one per inferred parameter (Omega_m,
+        S8).
     head_hidden
         Width of the hidden layer of the head (``Linear -> GELU -> Linear``).
+    loss
+        Training objective, one of :data:`COMPRESSOR_LOSSES`. ``"mse"`` (default): mean
+        squared error of the outputs against the standardised parameters, so the summaries
+        are point estimates (posterior means), which can lose information. ``"vmim"``:
+        variational mutual information maximisation, the network and a Gaussian density
+        head ``q(theta | t)`` (a :class:`lensing_core.inference.npe.GaussianNPE` with a full
+        covariance) trained jointly on the mean negative log-likelihood
+        ``-log q(theta_norm | t)``; the summaries ``t`` are then not estimates of theta, and
+        the point estimates are the head's means. Checkpoints written before this setting
+        existed are ``"mse"`` ones.
+    vmim_hidden, vmim_layers
+        Units per hidden layer and number of hidden layers of the density head's MLP
+        (``loss="vmim"`` only; unused by ``"mse"``).
     lr, weight_decay
         AdamW peak learning rate and decoupled weight decay.
     batch_size
@@ -98,6 +118,9 @@ class CompressorConfig:
     backbone: str = "efficientnetv2_s"
     n_summaries: int = 2
     head_hidden: int = 128
+    loss: str = "mse"
+    vmim_hidden: int = 64
+    vmim_layers: int = 2
     lr: float = 5e-4
     weight_decay: float = 1e-4
     batch_size: int = 64
@@ -118,7 +141,14 @@ class CompressorConfig:
         problems = []
         if not self.backbone:
             problems.append("backbone must be a timm model name")
-        for name in ("n_summaries", "head_hidden", "batch_size", "max_epochs"):
+        for name in (
+            "n_summaries",
+            "head_hidden",
+            "vmim_hidden",
+            "vmim_layers",
+            "batch_size",
+            "max_epochs",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
@@ -134,6 +164,8 @@ class CompressorConfig:
             problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.symmetries not in SYMMETRY_GROUPS:
             problems.append(_symmetries_problem(self.symmetries))
+        if self.loss not in COMPRESSOR_LOSSES:
+            problems.append(f"loss must be one of {COMPRESSOR_LOSSES}, got {self.loss!r}")
         if self.num_workers < 0:
             problems.append(f"num_workers must be >= 0, got {self.num_workers}")
         if problems:
@@ -273,7 +305,12 @@ class NPEConfig:
         Multiply the learning rate by *lr_decay_factor* after *lr_decay_patience* epochs
         without progress (so the covariance settles instead of following the step noise).
     seed
-        Seed of the generator :func:`fit_npe` creates when the caller gives none.
+        Seed of the generator :func:`fit_npe` creates when the caller gives none; the NPEs of
+        a seed spread take ``seed, seed + 1, ...``.
+    n_seeds
+        NPEs trained per configuration, each from its own seed (``LENSING_NPE_SEEDS``): the
+        report gives the median FoM over them and their seed-to-seed scatter beside the
+        tile-to-tile one.
     augment_rolls
         Also roll the tiles circularly when augmenting them for the NPE's summaries (as the
         compressor's option of the same name).
@@ -296,11 +333,13 @@ class NPEConfig:
     lr_decay_patience: int = 5
     lr_decay_factor: float = 0.5
     seed: int = 42
+    n_seeds: int = 3
     augment_rolls: bool = False
     symmetries: str = "face"
 
     def __post_init__(self) -> None:
         positive = {
+            "n_seeds": self.n_seeds,
             "hidden": self.hidden,
             "n_hidden_layers": self.n_hidden_layers,
             "min_scale": self.min_scale,
@@ -369,7 +408,8 @@ class TrainingSettings:
         split).
 
     The augmentation group of both models (``symmetries``, ``LENSING_SYMMETRIES``) is a field
-    of *compressor* and of *npe*.
+    of *compressor* and of *npe*; the compressor's objective (``loss``,
+    ``LENSING_COMPRESSOR_LOSS``) is a field of *compressor*.
     """
 
     preset: str = "full"
@@ -380,7 +420,12 @@ class TrainingSettings:
 
     @classmethod
     def from_preset(
-        cls, preset: str, *, accelerator: str = "auto", symmetries: str = "face"
+        cls,
+        preset: str,
+        *,
+        accelerator: str = "auto",
+        symmetries: str = "face",
+        loss: str = "mse",
     ) -> TrainingSettings:
         """
         The settings of a named preset (:func:`compressor_preset`).
@@ -393,10 +438,17 @@ class TrainingSettings:
             One of :data:`ACCELERATORS`.
         symmetries
             A key of :data:`SYMMETRY_GROUPS`, set in both the compressor and the NPE settings.
+        loss
+            The compressor's training objective, one of :data:`COMPRESSOR_LOSSES`.
+
+        Raises
+        ------
+        ValueError
+            An unknown *preset*, *symmetries* or *loss* (the message lists the choices).
         """
         return cls(
             preset=preset,
-            compressor=replace(compressor_preset(preset), symmetries=symmetries),
+            compressor=replace(compressor_preset(preset), symmetries=symmetries, loss=loss),
             npe=NPEConfig(symmetries=symmetries),
             accelerator=accelerator,
         )

@@ -6,8 +6,10 @@ Files in ``out_dir``::
     norm_stats.json    statistics of the compressor-train split (written first)
     best.ckpt          weights of the lowest ``val_loss`` so far (weights only: for inference)
     last.ckpt          full training state at the last epoch end and at the end of a fit
-    result.json        written last: train/validation MSE and R^2, epochs, steps, timing (the
-                       test set is not touched here: the FoM report grades it, once)
+    result.json        written last: the loss that made the summaries, the best validation
+                       loss, train/validation MSE and R^2 of the point estimates, epochs,
+                       steps, timing (the test set is not touched here: the FoM report
+                       grades it, once)
     logs/metrics.csv   Lightning's CSV log (appended to on resume)
 
 ``result.json`` is the completion marker: it is removed when a fit starts and written only
@@ -78,6 +80,8 @@ RESUME_SAFE_FIELDS = frozenset({"max_epochs", "num_workers", "precision", "deter
 
 # what the metadata of a fit shows from result.json, besides R^2
 _METADATA_KEYS = (
+    "loss",
+    "best_val_loss",
     "val_mse",
     "epochs",
     "global_step",
@@ -103,7 +107,15 @@ class CompressorResult:
     out_dir
         Directory holding the files of the run.
     metrics
-        The ``result.json`` record.
+        The ``result.json`` record. ``loss``: the objective that made the summaries
+        (``config.loss``, ``"mse"`` or ``"vmim"``). ``best_val_loss``: the lowest validation
+        loss, the one that picked ``best.ckpt``, in that objective's terms: the MSE of the
+        standardised parameters for ``"mse"``, the mean negative log-likelihood
+        ``-log q(theta_norm | t)`` (nats per tile, standardised theta) for ``"vmim"``.
+        ``train_mse``, ``val_mse`` and ``r2``: the point estimates of
+        :meth:`~lensing_core.inference.compressor.CompressorModule.predict_theta` of
+        ``best.ckpt`` (the summaries for ``"mse"``, so ``val_mse`` matches
+        ``best_val_loss``; the density head's mean for ``"vmim"``).
     norm_stats
         Statistics of the compressor-train split.
     """
@@ -280,8 +292,10 @@ def evaluate_split(
     """
     ``{"mse": ..., "r2": {...}}`` on the rows *indices*.
 
-    ``mse`` is the validation loss's quantity: mean squared error of the standardised
-    parameters over rows and parameters, no augmentation, no target noise.
+    ``mse``: mean squared error of the standardised point estimates
+    (:meth:`~lensing_core.inference.compressor.CompressorModule.predict_theta`) over rows
+    and parameters, no augmentation, no target noise; the validation loss's quantity for a
+    ``loss="mse"`` compressor (a ``"vmim"`` one is validated on its NLL instead).
     """
     pred, true = _predict(module, table, indices, batch_size)
     std = module.norm_stats.theta_std
@@ -310,7 +324,8 @@ def _check_resumable(
     ckpt = read_checkpoint(last, mmap=True)
     hp = ckpt["hyper_parameters"]
     start_over = f"delete {out_dir} to train from scratch"
-    old, new = dict(hp["config"]), cfg.to_dict()
+    # settings added since the checkpoint was written take their defaults, as on loading
+    old, new = {**CompressorConfig().to_dict(), **hp["config"]}, cfg.to_dict()
     changed = sorted(
         key
         for key in set(old) | set(new)
@@ -517,6 +532,7 @@ def fit_compressor(
     best_score = best_cb.best_model_score
     metrics = {
         "backbone": cfg.backbone,
+        "loss": cfg.loss,
         "param_names": list(table.param_names),
         **{f"{name}_mse": finite_or_none(s["mse"]) for name, s in scores.items()},
         "best_val_loss": None if best_score is None else finite_or_none(float(best_score)),
@@ -544,8 +560,9 @@ def fit_compressor(
     }
     write_json(files.result, metrics, tmp_root=tmp_root, indent=1)
     logger.info(
-        "compressor %s: val MSE %.4f, val R^2 %s, %d steps in %.1f s",
+        "compressor %s (%s loss): val MSE %.4f, val R^2 %s, %d steps in %.1f s",
         cfg.backbone,
+        cfg.loss,
         scores["val"]["mse"],
         scores["val"]["r2"],
         trainer.global_step,
