@@ -77,19 +77,54 @@ def _report(root: DataRoot, key: str) -> bool:
     }
     _say(f"FoM report {key}: {_shown(path)}")
     _say(f"  figure: {_shown(record['figure'])}")
+    scatter, fiducial = record["fom_scatter"], record["fiducial"]
+    n_tiles = len(record["fom_fiducial_all"])
+
+    def std(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f}"
+
+    _say(f"  compressor loss: {record.get('compressor_loss', 'mse')}")
     _say(
-        f"  fiducial FoM (Omega_m, S8): {record['fom_fiducial_median']:.1f} "
-        f"+- {record['fom_fiducial_std']:.1f} (median +- std over its 12 tiles)"
+        f"  fiducial FoM (Omega_m, S8): {record['fom_fiducial_median']:.1f} at sim 109's "
+        f"parameters, median over {fiducial['n_realizations']} realization(s) x 12 tiles "
+        f"({n_tiles} tiles) and over {len(record['seeds'])} NPE seed(s)"
     )
+    _say(
+        f"    scatter: tile {std(scatter['tile'])}, realization {std(scatter['realization'])}, "
+        f"seed {std(scatter['seed'])} (std of the FoM over tiles, realizations' medians, "
+        "seeds' medians)"
+    )
+    for point in fiducial["points"].values():
+        pulls = ", ".join(
+            f"{name} {off:+.4f} +- {err:.4f} (pull {pull:+.1f}{', FLAGGED' if flag else ''})"
+            for name, off, err, pull, flag in zip(
+                point["params"],
+                point["offset"],
+                point["offset_err"],
+                point["pull"],
+                point["flagged"],
+                strict=True,
+            )
+        )
+        _say(f"  pulls at {point['title']} ({point['n_realizations']} realizations): {pulls}")
+    _say(f"  projection offset: {fiducial['projection']['text']}")
     _say(f"  prior FoM: {record['fom_prior']:.1f} (fiducial / prior = {ratio:.1f})")
     _say(
         f"  test tiles: FoM {record['fom_test_median']:.1f} "
         f"[{record['fom_test_lo_16']:.1f}, {record['fom_test_hi_84']:.1f}] (16-84%)"
     )
     _say(
-        f"  calibration on {calib['n_test']} test tiles: {calib['coverage_68']:.2f} inside "
-        f"the 68% ellipse, {calib['coverage_95']:.2f} inside the 95% ellipse"
+        f"  calibration on {calib['n_test']} test tiles: {calib['verdict']} "
+        f"({calib['coverage_68']:.2f} inside the 68% ellipse, {calib['coverage_95']:.2f} inside "
+        f"the 95% ellipse; verdict over every credible level); per seed: "
+        + ", ".join(calib["seed_verdicts"])
     )
+    _say(
+        "  calibration at the fiducial points: "
+        + ", ".join(f"{p} {rec['verdict']}" for p, rec in calib["fiducial"].items())
+    )
+    if record.get("calibration_figure"):
+        _say(f"  calibration figure: {_shown(record['calibration_figure'])}")
     _say(
         "  compressor test R^2: "
         + ", ".join(f"{p} {'n/a' if v is None else f'{v:.3f}'}" for p, v in r2.items())
@@ -110,9 +145,11 @@ def _comparison(root: DataRoot, configs: list[tuple[int, str]]) -> None:
     def fom(result: NPEResult | None) -> str:
         if result is None:
             return "missing"
+        seeds = "" if result.fom_seed_std is None else f" (seeds +- {result.fom_seed_std:.1f})"
         return (
-            f"{result.fom:.1f} +- {result.fom_std:.1f}, coverage {result.coverage_68:.2f} / "
-            f"{result.coverage_95:.2f} at 68% / 95% ({result.n_test} test tiles)"
+            f"{result.fom:.1f} +- {result.fom_std:.1f}{seeds}, coverage {result.coverage_68:.2f}"
+            f" / {result.coverage_95:.2f} at 68% / 95% ({result.n_test} test tiles): "
+            f"{result.verdict}"
         )
 
     def ratio(value: float | None) -> str:
@@ -121,7 +158,10 @@ def _comparison(root: DataRoot, configs: list[tuple[int, str]]) -> None:
     _say(f"The study: {_shown(root.study_dir / STUDY_MD)} (and .json, .png)")
     for row in collect_study(root, configs).rows:
         fisher = row.fisher
-        _say(f"  {row.lmax}|{row.noise_level}: FoM (Omega_m, S8), fiducial median +- tile std")
+        _say(
+            f"  {row.lmax}|{row.noise_level}: FoM (Omega_m, S8), fiducial median +- tile std "
+            "(seed std), calibration"
+        )
         _say(f"    FoM_field  {fom(row.field)}")
         _say(f"    FoM_Cl     {fom(row.cl)}")
         _say(

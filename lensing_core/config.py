@@ -4,39 +4,48 @@
 when they load); everything else receives the settings, or the part of them it needs, as
 frozen dataclasses. The variables:
 
-==============================  ===============================================================
-``LENSING_DATA_ROOT``           data root (default: ``data/`` in the project checkout)
-``LENSING_SOURCE``              a registered source: ``synthetic`` (default), ``kappa_npz``,
-                                ``gower_street`` (:data:`lensing_core.sims.sources.SOURCES`)
-``LENSING_SUITE``               ``full`` (default), ``demo`` (sims 101-164) or ids ``1-20,109``
-``LENSING_NSIDE``               nside of synthetic and ray-traced maps (default 1024)
-``LENSING_KAPPA_DIR``           ``kappa_npz``: directory holding ``sim00001/kappa_maps.npz``
-``LENSING_SIMS_DIR``            ``gower_street``: directory holding ``sim00001/`` shell folders
-``LENSING_CATALOG_CSV``         parameter table in the ``gower_street_runs.csv`` format
-                                (required by ``gower_street``, optional otherwise)
-``LENSING_NZ_FITS``             ``gower_street``: DES 2pt FITS file with the ``NZ_SOURCE`` n(z)
-``LENSING_SYNTHETIC_SHIFT``     ``synthetic``: lognormal shift recipe, ``hilbert2011_scaled``
-                                (default), ``hilbert2011`` or ``empty_beam``
-                                (:func:`lensing_core.sims.synthetic.lognormal_shifts`)
-``LENSING_TILE_SCHEME``         ``belts`` (default) or ``legacy``
-``LENSING_NOISE_CONVENTION``    ``per_component`` (default) or ``legacy``
-``LENSING_NTHREADS``            threads of the harmonic transforms (default: every core)
-``LENSING_NOISE_REALIZATIONS``  noise realisations per (sim, noise level) in the tiles
-                                (default 4; 1 is the earlier single noise map)
-``LENSING_SPLIT``               ``sim`` (default: whole sims per training, validation and
-                                test set) or ``tile`` (the earlier tile-level 70/25/5 split)
-``LENSING_TRAINING_PRESET``     compressor settings: ``full`` (default, EfficientNetV2-S) or
-                                ``cpu_demo`` (``test_efficientnet``, minutes on a CPU)
-``LENSING_ACCELERATOR``         where models train: ``auto`` (default), ``cpu``, ``gpu``
-``LENSING_SYMMETRIES``          augmentation of both models: ``face`` (default, the 4 exact
-                                symmetries of a HEALPix face) or ``square`` (the 8 of the
-                                square, the earlier published pipeline's choice)
-``LENSING_HF_REPO_ID``          Hub dataset repository to push the revision to (optional; the
-                                token is read from ``HF_TOKEN`` when pushing, never stored)
-``LENSING_AUTOMATION``          ``on`` (default) or ``off``: whether the sensors and the
-                                schedules start running with the daemon
-``LENSING_BACKFILL_CRON``       when the fill-missing schedules run (default ``0 2 * * *``)
-==============================  ===============================================================
+==================================  =============================================================
+``LENSING_DATA_ROOT``               data root (default: ``data/`` in the project checkout)
+``LENSING_SOURCE``                  a registered source: ``synthetic`` (default), ``kappa_npz``,
+                                    ``gower_street`` (:data:`lensing_core.sims.sources.SOURCES`)
+``LENSING_SUITE``                   ``full`` (default), ``demo`` (sims 101-164) or ids ``1-20,109``
+``LENSING_NSIDE``                   nside of synthetic and ray-traced maps (default 1024)
+``LENSING_KAPPA_DIR``               ``kappa_npz``: directory holding ``sim00001/kappa_maps.npz``
+``LENSING_SIMS_DIR``                ``gower_street``: directory holding ``sim00001/`` shell folders
+``LENSING_CATALOG_CSV``             parameter table in the ``gower_street_runs.csv`` format
+                                    (required by ``gower_street``, optional otherwise)
+``LENSING_NZ_FITS``                 ``gower_street``: DES 2pt FITS file with the ``NZ_SOURCE`` n(z)
+``LENSING_SYNTHETIC_SHIFT``         ``synthetic``: lognormal shift recipe, ``hilbert2011_scaled``
+                                    (default), ``hilbert2011`` or ``empty_beam``
+                                    (:func:`lensing_core.sims.synthetic.lognormal_shifts`)
+``LENSING_FIDUCIAL_REALIZATIONS``   ``synthetic``: realizations of the fiducial at each of its
+                                    two points (default 4 for ``demo``, 16 for ``full``, 1 for a
+                                    list of ids; see
+                                    :func:`lensing_core.sims.catalog.fiducial_realizations`)
+``LENSING_TILE_SCHEME``             ``belts`` (default) or ``legacy``
+``LENSING_NOISE_CONVENTION``        ``per_component`` (default) or ``legacy``
+``LENSING_NTHREADS``                threads of the harmonic transforms (default: every core)
+``LENSING_NOISE_REALIZATIONS``      noise realisations per (sim, noise level) in the tiles
+                                    (default 4; 1 is the earlier single noise map)
+``LENSING_SPLIT``                   ``sim`` (default: whole sims per training, validation and
+                                    test set) or ``tile`` (the earlier tile-level 70/25/5 split)
+``LENSING_TRAINING_PRESET``         compressor settings: ``full`` (default, EfficientNetV2-S) or
+                                    ``cpu_demo`` (``test_efficientnet``, minutes on a CPU)
+``LENSING_COMPRESSOR_LOSS``         what the compressor is trained on: ``mse`` (default, regress
+                                    the parameters) or ``vmim`` (a Gaussian q(theta | t) trained
+                                    jointly, variational mutual-information maximisation)
+``LENSING_ACCELERATOR``             where models train: ``auto`` (default), ``cpu``, ``gpu``
+``LENSING_NPE_SEEDS``               NPEs trained per configuration, one per seed (default 3): the
+                                    report's FoM is their median, with their scatter
+``LENSING_SYMMETRIES``              augmentation of both models: ``face`` (default, the 4 exact
+                                    symmetries of a HEALPix face) or ``square`` (the 8 of the
+                                    square, the earlier published pipeline's choice)
+``LENSING_HF_REPO_ID``              Hub dataset repository to push the revision to (optional; the
+                                    token is read from ``HF_TOKEN`` when pushing, never stored)
+``LENSING_AUTOMATION``              ``on`` (default) or ``off``: whether the sensors and the
+                                    schedules start running with the daemon
+``LENSING_BACKFILL_CRON``           when the fill-missing schedules run (default ``0 2 * * *``)
+==================================  =============================================================
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ from lensing_core.dataset.hf import HubTarget
 from lensing_core.dataset.splits import SPLIT_KINDS, SplitSpec
 from lensing_core.inference.config import (
     ACCELERATORS,
+    COMPRESSOR_LOSSES,
     COMPRESSOR_PRESETS,
     SYMMETRY_GROUPS,
     TrainingSettings,
@@ -149,6 +159,14 @@ class PlatformSettings:
         nthreads = _integer(env, "LENSING_NTHREADS", None)
         split = text("LENSING_SPLIT", "sim").lower()
         _check_choice("LENSING_SPLIT", split, SPLIT_KINDS)
+        loss = text("LENSING_COMPRESSOR_LOSS", "mse").lower()
+        _check_choice("LENSING_COMPRESSOR_LOSS", loss, COMPRESSOR_LOSSES)
+        training = TrainingSettings.from_preset(
+            _preset(text("LENSING_TRAINING_PRESET", "full")),
+            accelerator=text("LENSING_ACCELERATOR", "auto"),
+            symmetries=symmetries,
+            loss=loss,
+        )
         return cls(
             data_root=path("LENSING_DATA_ROOT") or default_data_root(),
             source=SourceSettings(
@@ -160,6 +178,7 @@ class PlatformSettings:
                 sims_dir=path("LENSING_SIMS_DIR"),
                 nz_fits=path("LENSING_NZ_FITS"),
                 synthetic_shift=text("LENSING_SYNTHETIC_SHIFT", "hilbert2011_scaled"),
+                fiducial_realizations=_integer(env, "LENSING_FIDUCIAL_REALIZATIONS", None),
             ),
             tiling=TilingOptions(
                 scheme=text("LENSING_TILE_SCHEME", "belts"),
@@ -168,12 +187,9 @@ class PlatformSettings:
                 noise_realizations=_integer(env, "LENSING_NOISE_REALIZATIONS", 4) or 4,
             ),
             training=replace(
-                TrainingSettings.from_preset(
-                    _preset(text("LENSING_TRAINING_PRESET", "full")),
-                    accelerator=text("LENSING_ACCELERATOR", "auto"),
-                    symmetries=symmetries,
-                ),
+                training,
                 split=SplitSpec(kind=split),
+                npe=replace(training.npe, n_seeds=_integer(env, "LENSING_NPE_SEEDS", 3) or 3),
             ),
             hub=HubTarget(repo_id=text("LENSING_HF_REPO_ID", "") or None),
             automation=AutomationSettings(

@@ -283,6 +283,17 @@ class DataRoot:
         folder = {"field": "fom", "cl": "fom_cl"}[summary]
         return self.root / "reports" / folder / f"lmax{lmax}_{noise_level}.png"
 
+    def calibration_figure_path(
+        self, lmax: int, noise_level: str, *, summary: str = "field"
+    ) -> Path:
+        """``reports/calibration/lmax{L}_{noise}.png`` (field) or ``reports/calibration_cl/...``.
+
+        The calibration diagnostics (coverage, TARP, SBC ranks) of one configuration's test
+        split for the *summary* ``"field"`` or ``"cl"``.
+        """
+        folder = {"field": "calibration", "cl": "calibration_cl"}[summary]
+        return self.root / "reports" / folder / f"lmax{lmax}_{noise_level}.png"
+
     @property
     def study_dir(self) -> Path:
         """``reports/study``: the comparison report (``study.json``, ``.png``, ``.md``)."""

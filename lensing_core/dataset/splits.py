@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lensing_core.io import InputMissingError, write_json
-from lensing_core.sims.catalog import FIDUCIAL_SIM_ID
+from lensing_core.sims.catalog import FIDUCIAL_SIM_ID, is_fiducial
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,8 @@ class Split:
     test
         Held-out rows, touched once: calibration, test FoM and R^2 of the report.
     fiducial
-        Every row of the fiducial sim (noise realisation 0), in none of the other sets.
+        Every row (noise realisation 0) of the fiducial sim and of its other realizations
+        (:func:`lensing_core.sims.catalog.fiducial_point`), in none of the other sets.
     n_rows
         Rows of the table the split was made for.
     kind, seed, fractions, fiducial_sim_id
@@ -282,7 +283,8 @@ def make_split(
         Noise realisation of each row, shape ``(n_rows,)``: only rows of realisation 0 are
         listed (one per tile). Every row is a tile of its own if not given.
     fiducial_sim_id
-        Sim whose tiles go to ``fiducial`` only.
+        Sim whose tiles go to ``fiducial`` only, with every other realization of the fiducial
+        (:func:`lensing_core.sims.catalog.fiducial_point`).
 
     Returns
     -------
@@ -306,19 +308,20 @@ def make_split(
             raise ValueError(msg)
         base = realization == 0
     fractions = spec.resolved_fractions()
-    is_fiducial = sim_ids == fiducial_sim_id
-    pool = np.flatnonzero(base & ~is_fiducial)
+    held_out = (sim_ids == fiducial_sim_id) | is_fiducial(sim_ids)
+    pool = np.flatnonzero(base & ~held_out)
     units = np.unique(sim_ids[pool]) if spec.kind == "sim" else pool
     n_min = min_units_for(spec)
     if len(units) < n_min:
         what = "sims" if spec.kind == "sim" else "tiles"
         msg = (
             f"too few {what} for a {spec.kind}-level {'/'.join(f'{f:g}' for f in fractions)} "
-            f"split: {len(units)} {what} outside the fiducial sim {fiducial_sim_id}, "
+            f"split: {len(units)} {what} outside the fiducial sim {fiducial_sim_id} and its "
+            "realizations, "
             f"need at least {n_min}"
         )
         raise ValueError(msg)
-    if not is_fiducial.any():
+    if not (sim_ids == fiducial_sim_id).any():
         logger.warning(
             "no tile of the fiducial sim %d among %d rows", fiducial_sim_id, len(sim_ids)
         )
@@ -339,7 +342,7 @@ def make_split(
         }
     return Split(
         **sets,
-        fiducial=np.flatnonzero(base & is_fiducial),
+        fiducial=np.flatnonzero(base & held_out),
         n_rows=len(sim_ids),
         kind=spec.kind,
         seed=spec.seed,

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from lensing_core.inference.config import NPEConfig
-from lensing_core.io import InputMissingError, atomic_open
+from lensing_core.io import InputMissingError, atomic_open, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -528,3 +528,123 @@ def load_npe(path: Path, *, map_location: str | torch.device = "cpu") -> LoadedN
         raise ValueError(msg) from None
     model.to(map_location).eval()
     return LoadedNPE(model=model, config=cfg, extra=extra)
+
+
+# --------------------------------------------------------------------------- seed spread
+
+
+def npe_seeds(cfg: NPEConfig) -> list[int]:
+    """The seeds of the ``cfg.n_seeds`` NPEs of a seed spread: ``cfg.seed, cfg.seed + 1, ...``."""
+    return [cfg.seed + k for k in range(cfg.n_seeds)]
+
+
+def seed_checkpoint_path(path: Path, index: int) -> Path:
+    """
+    Where the NPE of seed number *index* of a spread is saved.
+
+    *path* itself (e.g. ``npe_best.ckpt``) for the first, ``{stem}_seed{index}{suffix}``
+    (``npe_best_seed1.ckpt``, ...) for the others.
+    """
+    path = Path(path)
+    return path if index == 0 else path.with_name(f"{path.stem}_seed{index}{path.suffix}")
+
+
+def fit_npe_seeds(
+    make_batch: MakeBatch,
+    val_data: tuple[torch.Tensor, torch.Tensor],
+    cfg: NPEConfig,
+    *,
+    n_train: int,
+    device: str | torch.device = "cpu",
+) -> list[NPEResult]:
+    """
+    :func:`fit_npe` once per seed of :func:`npe_seeds`, each from its own generator.
+
+    The same *make_batch* and validation data serve every seed; each fit draws its weights,
+    order and augmentation from ``torch.Generator().manual_seed(seed)``.
+    """
+    return [
+        fit_npe(
+            make_batch,
+            val_data,
+            cfg,
+            n_train=n_train,
+            generator=torch.Generator().manual_seed(seed),
+            device=device,
+        )
+        for seed in npe_seeds(cfg)
+    ]
+
+
+def save_npe_seeds(
+    path: Path,
+    fits: list[NPEResult],
+    cfg: NPEConfig,
+    extra: Mapping[str, Any],
+    *,
+    tmp_root: Path,
+) -> list[Path]:
+    """
+    Save the NPEs of a seed spread: the first at *path*, its record listing them all.
+
+    The others go to :func:`seed_checkpoint_path` first, each with ``seed`` in its record;
+    the first, written last, holds ``seeds``: ``[{"seed", "path", "sha256", "best_val_nll"}]``
+    of every one, so a reader of *path* finds exactly the spread that was trained with it.
+    Checkpoints of a larger earlier spread are removed.
+
+    Returns
+    -------
+        The checkpoint paths, in seed order.
+    """
+    seeds = npe_seeds(cfg)
+    if len(fits) != len(seeds):
+        msg = f"save_npe_seeds({path}): {len(fits)} fits for {len(seeds)} seeds"
+        raise ValueError(msg)
+    entries = []
+    for index in range(len(fits) - 1, 0, -1):
+        target = seed_checkpoint_path(path, index)
+        save_npe(target, fits[index].model, cfg, {**extra, "seed": seeds[index]}, tmp_root=tmp_root)
+        entries.append(
+            {
+                "seed": seeds[index],
+                "path": target.name,
+                "sha256": file_sha256(target),
+                "best_val_nll": fits[index].best_val_nll,
+            }
+        )
+    first = {"seed": seeds[0], "path": Path(path).name, "best_val_nll": fits[0].best_val_nll}
+    record = {**extra, "seed": seeds[0], "seeds": [first, *reversed(entries)]}
+    save_npe(path, fits[0].model, cfg, record, tmp_root=tmp_root)
+    index = len(fits)
+    while (stale := seed_checkpoint_path(path, index)).exists():
+        stale.unlink()
+        index += 1
+    return [seed_checkpoint_path(path, i) for i in range(len(fits))]
+
+
+def load_npe_seeds(path: Path, *, map_location: str | torch.device = "cpu") -> list[LoadedNPE]:
+    """
+    The NPEs of a seed spread saved by :func:`save_npe_seeds`, the one at *path* first.
+
+    A checkpoint without a ``seeds`` record (written before seed spreads) is a spread of one.
+
+    Raises
+    ------
+    lensing_core.io.InputMissingError
+        *path* or a checkpoint it lists is missing.
+    ValueError
+        A checkpoint is corrupt, or one it lists is not the file that was trained with it
+        (its SHA-256 differs): the message names both.
+    """
+    first = load_npe(path, map_location=map_location)
+    out = [first]
+    for entry in first.extra.get("seeds", [])[1:]:
+        other = Path(path).with_name(str(entry["path"]))
+        if other.is_file() and file_sha256(other) != entry.get("sha256"):
+            msg = (
+                f"NPE checkpoint {other} is not the seed-{entry['seed']} NPE trained with "
+                f"{path} (its SHA-256 differs); train the NPE again"
+            )
+            raise ValueError(msg)
+        out.append(load_npe(other, map_location=map_location))
+    return out

@@ -26,7 +26,6 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from lensing_core._types import FloatArray
 from lensing_core.dataset.loader import TileTable, load_tiles, realization_rows
 from lensing_core.dataset.normalization import NormStats, load_norm_stats, normalize_theta
 from lensing_core.dataset.parquet import ShardReport, read_shard_manifest
@@ -41,18 +40,24 @@ from lensing_core.inference.compressor import (
     load_compressor,
 )
 from lensing_core.inference.config import CompressorConfig, NPEConfig
-from lensing_core.inference.fom import fom_from_cov, fom_summary, to_physical, write_fom_result
-from lensing_core.inference.npe import GaussianNPE, LoadedNPE, fit_npe, load_npe, save_npe
+from lensing_core.inference.npe import (
+    fit_npe_seeds,
+    load_npe_seeds,
+    save_npe_seeds,
+)
+from lensing_core.inference.report import (
+    FomReport,
+    check_fiducial,
+    finish_fom_report,
+    npe_posteriors,
+)
+from lensing_core.inference.report import config_label as _label
 from lensing_core.inference.training import (
     CompressorResult,
     evaluate_r2,
-    finite_or_none,
     fit_compressor,
 )
-from lensing_core.io import InputMissingError, file_sha256, write_bytes
-from lensing_core.plotting.figures import figure_to_png_bytes
-from lensing_core.plotting.fom import fom_figure
-from lensing_core.results import Image, Table
+from lensing_core.io import InputMissingError, file_sha256
 from lensing_core.sims.catalog import FIDUCIAL_SIM_ID
 from lensing_core.storage import DataRoot, ShardSet
 
@@ -66,10 +71,6 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def _label(lmax: int, noise_level: str) -> str:
-    return f"configuration {config_name(lmax, noise_level)}"
 
 
 def open_config(
@@ -327,6 +328,7 @@ _NPE_METADATA_KEYS = (
     "n_val",
     "device",
     "elapsed_s",
+    "n_seeds",
 )
 
 
@@ -472,14 +474,7 @@ def train_npe(
         compressor.compress(_tiles_tensor(trained.table, rows_val), batch_size=COMPRESS_BATCH),
         _theta_norm(trained, rows_val),
     )
-    fitted = fit_npe(
-        make_batch,
-        val_data,
-        cfg,
-        n_train=len(rows_train),
-        generator=torch.Generator().manual_seed(cfg.seed),
-        device=device,
-    )
+    fits = fit_npe_seeds(make_batch, val_data, cfg, n_train=len(rows_train), device=device)
     npe_files = root.npe(lmax, noise_level)
     record = {
         "config": config_name(lmax, noise_level),
@@ -499,93 +494,16 @@ def train_npe(
         "augment_rolls": cfg.augment_rolls,
         "summary_cache": cache is not None,
         "device": device,
-        **{k: v for k, v in fitted.to_record().items() if k != "history"},
-        "val_nll_history": [h["val_nll"] for h in fitted.history],
+        **{k: v for k, v in fits[0].to_record().items() if k != "history"},
+        "val_nll_history": [h["val_nll"] for h in fits[0].history],
+        "n_seeds": len(fits),
+        "best_val_nll_seeds": [f.best_val_nll for f in fits],
+        "elapsed_s": sum(f.elapsed_s for f in fits),
     }
-    path = save_npe(npe_files.checkpoint, fitted.model, cfg, record, tmp_root=root.tmp_root)
+    path = save_npe_seeds(npe_files.checkpoint, fits, cfg, record, tmp_root=root.tmp_root)[0]
     npe_files.fom_result.unlink(missing_ok=True)  # the report of an older NPE
-    logger.info("%s: NPE written to %s", label, path)
+    logger.info("%s: %d NPEs (seeds) written to %s", label, len(fits), path)
     return NPETrainingResult(checkpoint=path, record=record)
-
-
-@dataclass(frozen=True)
-class FomReport:
-    """
-    Outcome of :func:`fom_report`.
-
-    Attributes
-    ----------
-    result_path
-        ``models/npe/lmax{L}_{noise}/fom_result.json``.
-    figure_path
-        ``reports/fom/lmax{L}_{noise}.png``.
-    record
-        The ``fom_result.json`` record: the keys of
-        :data:`~lensing_core.inference.fom.FOM_RESULT_KEYS` plus ``r2_test`` and provenance.
-    figure_png
-        The figure's PNG bytes (for embedding in metadata).
-    fiducial_mean, fiducial_cov
-        ``(n_fid, 2)`` and ``(n_fid, 2, 2)`` posteriors of the fiducial tiles, physical units.
-    """
-
-    result_path: Path
-    figure_path: Path
-    record: Mapping[str, Any]
-    figure_png: bytes
-    fiducial_mean: np.ndarray
-    fiducial_cov: np.ndarray
-
-    def to_metadata(self) -> dict[str, Any]:
-        """The FoM and its calibration, as figures, a table and the report's figure."""
-        r = self.record
-        calib = r["calibration"]
-        rows = [(name, float(r[name]), what) for name, what in _FOM_TABLE_FIELDS]
-        rows += [
-            ("coverage_68", calib["coverage_68"], "test tiles inside their 68% ellipse"),
-            ("coverage_95", calib["coverage_95"], "test tiles inside their 95% ellipse"),
-        ]
-        table = Table(
-            {"quantity": "string", "value": "float", "meaning": "string"},
-            [{"quantity": n, "value": v, "meaning": m} for n, v, m in rows],
-        )
-        return {
-            "path": self.result_path,
-            "figure_path": self.figure_path,
-            "fom_fiducial_median": r["fom_fiducial_median"],
-            "fom_fiducial_std": r["fom_fiducial_std"],
-            "fom_prior": r["fom_prior"],
-            "coverage_68": calib["coverage_68"],
-            "coverage_95": calib["coverage_95"],
-            "n_test": calib["n_test"],
-            "fom": table,
-            "fom_fiducial_all": r["fom_fiducial_all"],
-            "r2_test": r["r2_test"],
-            "figure": Image(self.figure_png, "FoM report"),
-        }
-
-
-_FOM_TABLE_FIELDS = (
-    ("fom_fiducial_median", "median FoM of the 12 fiducial tiles"),
-    ("fom_fiducial_std", "tile-to-tile std of the fiducial FoM"),
-    ("fom_test_median", "median FoM of the test tiles"),
-    ("fom_test_lo_16", "16th percentile, test tiles"),
-    ("fom_test_hi_84", "84th percentile, test tiles"),
-    ("fom_prior", "FoM of the prior (training parameters)"),
-)
-
-
-def npe_posteriors(model: GaussianNPE, summaries: torch.Tensor) -> tuple[FloatArray, FloatArray]:
-    """Standardised posterior means ``(n, 2)`` and covariances ``(n, 2, 2)`` of *summaries*."""
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        mean, cov = model.mean_cov(summaries.to(device))
-    return mean.double().cpu().numpy(), cov.double().cpu().numpy()
-
-
-def _posteriors(
-    npe: LoadedNPE, compressor: CompressorModule, tiles: torch.Tensor
-) -> tuple[FloatArray, FloatArray]:
-    return npe_posteriors(npe.model, compressor.compress(tiles, batch_size=COMPRESS_BATCH))
 
 
 def fom_report(
@@ -629,12 +547,13 @@ def fom_report(
     npe_files = root.npe(lmax, noise_level)
     npe_path = npe_files.checkpoint
     try:
-        npe = load_npe(npe_path, map_location=device)
+        npes = load_npe_seeds(npe_path, map_location=device)
     except FileNotFoundError as err:
         raise InputMissingError(f"{label}: {err}; train the NPE first") from None
     except ValueError as err:
         raise ValueError(f"{label}: {err}") from None
-    if npe.extra.get("compressor_sha256") != file_sha256(trained.best_ckpt):
+    compressor_sha = file_sha256(trained.best_ckpt)
+    if any(npe.extra.get("compressor_sha256") != compressor_sha for npe in npes):
         msg = (
             f"{label}: {npe_path} was trained on another compressor than {trained.best_ckpt} "
             "(it changed since); train the NPE again"
@@ -643,6 +562,12 @@ def fom_report(
     split = trained.split
     check_fiducial(split, root, lmax, noise_level)
     table = trained.table
+    fid_summaries = trained.compressor.compress(
+        _tiles_tensor(table, split.fiducial), batch_size=COMPRESS_BATCH
+    )
+    test_summaries = trained.compressor.compress(
+        _tiles_tensor(table, split.test), batch_size=COMPRESS_BATCH
+    )
     return finish_fom_report(
         root,
         lmax,
@@ -653,161 +578,14 @@ def fom_report(
         split=split,
         theta_mean=trained.stats.theta_mean,
         theta_std=trained.stats.theta_std,
-        fiducial=_posteriors(npe, trained.compressor, _tiles_tensor(table, split.fiducial)),
-        test=_posteriors(npe, trained.compressor, _tiles_tensor(table, split.test)),
+        fiducial=[npe_posteriors(npe.model, fid_summaries) for npe in npes],
+        test=[npe_posteriors(npe.model, test_summaries) for npe in npes],
+        seeds=[int(npe.extra.get("seed", npe.config.seed)) for npe in npes],
         compressor_checkpoint=trained.best_ckpt,
         extra={
+            "compressor_loss": trained.compressor.cfg.loss,
             "r2_test": evaluate_r2(trained.compressor, table, split.test),
             "npe_checkpoint": str(npe_path),
             "shards_content_hash": trained.report.content_hash,
         },
-    )
-
-
-def check_fiducial(split: Split, root: DataRoot, lmax: int, noise_level: str) -> None:
-    """Raise ValueError, naming the configuration's shards, if *split* has no fiducial tile."""
-    if len(split.fiducial) == 0:
-        msg = (
-            f"{_label(lmax, noise_level)}: the shards in {root.shards(lmax, noise_level).dir} "
-            f"hold no tile of the fiducial sim {FIDUCIAL_SIM_ID}"
-        )
-        raise ValueError(msg)
-
-
-#: The summaries a FoM report is of: neural field-level compression, or band powers.
-SUMMARY_TITLES = {"field": "field level", "cl": "power spectrum"}
-
-
-def finish_fom_report(
-    root: DataRoot,
-    lmax: int,
-    noise_level: str,
-    *,
-    summary: str,
-    theta: FloatArray,
-    sim_id: npt.NDArray[np.integer],
-    split: Split,
-    theta_mean: FloatArray,
-    theta_std: FloatArray,
-    fiducial: tuple[FloatArray, FloatArray],
-    test: tuple[FloatArray, FloatArray],
-    compressor_checkpoint: Path,
-    extra: Mapping[str, Any],
-) -> FomReport:
-    """
-    The FoM record and figure of one configuration's posteriors, written atomically.
-
-    Shared by the field-level report (:func:`fom_report`) and the power-spectrum one
-    (:func:`lensing_core.inference.power_spectrum.cl_fom_report`), so both are the same record
-    computed the same way.
-
-    Parameters
-    ----------
-    root, lmax, noise_level
-        The data root and the configuration.
-    summary
-        ``"field"`` or ``"cl"``: which report (the record's ``summary``, the figure's folder).
-    theta
-        ``(n_rows, 2)`` physical (Omega_m, S8) of every row; *sim_id* ``(n_rows,)``.
-    split
-        The rows' split (fiducial, test, compressor-train for the prior).
-    theta_mean, theta_std
-        ``(2,)`` the parameters' standardisation the NPE was trained in.
-    fiducial, test
-        ``(mean (n, 2), cov (n, 2, 2))`` standardised posteriors of the fiducial and test rows.
-    compressor_checkpoint
-        The compressor the summaries came from.
-    extra
-        More record entries; ``r2_test`` (a mapping) is written with None for non-finite values.
-
-    Raises
-    ------
-    ValueError
-        Too few parameter points among the compressor-train rows for the prior's covariance.
-    """
-    label = _label(lmax, noise_level)
-    mean, std = np.asarray(theta_mean, np.float64), np.asarray(theta_std, np.float64)
-    train_theta = (theta[split.compressor_train] - mean) / std
-    n_points = len(np.unique(train_theta, axis=0))
-    if n_points <= train_theta.shape[1]:
-        msg = (
-            f"{label}: the compressor-train tiles of {root.shards(lmax, noise_level).dir} "
-            f"come from {n_points} parameter points, so the prior's covariance is singular; "
-            f"the FoM needs tiles of at least {train_theta.shape[1] + 1} sims besides the "
-            f"fiducial"
-        )
-        raise ValueError(msg)
-    (fid_mean, fid_cov), (test_mean, test_cov) = fiducial, test
-    record = fom_summary(
-        lmax=lmax,
-        noise_level=noise_level,
-        fiducial_cov=fid_cov,
-        test_mean=test_mean,
-        test_cov=test_cov,
-        test_theta=(theta[split.test] - mean) / std,
-        train_theta=train_theta,
-        theta_std=std,
-        compressor_checkpoint=compressor_checkpoint,
-    )
-    theta_fid = theta[split.fiducial[0]]
-    fid_mean_phys, fid_cov_phys = to_physical(fid_mean, fid_cov, mean, std)
-    fom_test = np.atleast_1d(fom_from_cov(test_cov)) / float(np.prod(std))
-    record.update(
-        {
-            "summary": summary,
-            "config": config_name(lmax, noise_level),
-            "fiducial_sim_id": FIDUCIAL_SIM_ID,
-            "fiducial_theta": [float(v) for v in theta_fid],
-            "fiducial_mean_all": fid_mean_phys.tolist(),
-            "split_kind": split.kind,
-            "split_sha256": split.sha256(),
-            "n_sims": {name: len(ids) for name, ids in split.sims(sim_id).items()},
-            "n_tiles": split.sizes(),
-            **extra,
-        }
-    )
-    if "r2_test" in record:  # None where the test sims share a value (too few of them)
-        record["r2_test"] = {k: finite_or_none(v) for k, v in record["r2_test"].items()}
-    calib = record["calibration"]
-    fig = fom_figure(
-        fid_mean_phys,
-        fid_cov_phys,
-        theta_fid,
-        fom_test,
-        fiducial_fom=record["fom_fiducial_all"],
-        fom_prior=record["fom_prior"],
-        title=(
-            f"{config_name(lmax, noise_level)}, {SUMMARY_TITLES[summary]}: FoM "
-            f"{record['fom_fiducial_median']:.0f} ± {record['fom_fiducial_std']:.0f} "
-            f"(prior {record['fom_prior']:.0f}); coverage 68% {calib['coverage_68']:.2f}, "
-            f"95% {calib['coverage_95']:.2f}"
-        ),
-    )
-    png = figure_to_png_bytes(fig, dpi=80)
-    figure_path = root.fom_figure_path(lmax, noise_level, summary=summary)
-    write_bytes(figure_path, png, tmp_root=root.tmp_root)
-    record["figure"] = str(figure_path)
-    result_path = (
-        root.npe(lmax, noise_level).fom_result
-        if summary == "field"
-        else root.cl_fom_result_path(lmax, noise_level)
-    )
-    write_fom_result(result_path, record, tmp_root=root.tmp_root)
-    logger.info(
-        "%s (%s): fiducial FoM %.1f +- %.1f (prior %.1f), coverage %s, in %s",
-        label,
-        summary,
-        record["fom_fiducial_median"],
-        record["fom_fiducial_std"],
-        record["fom_prior"],
-        calib,
-        result_path,
-    )
-    return FomReport(
-        result_path=result_path,
-        figure_path=figure_path,
-        record=record,
-        figure_png=png,
-        fiducial_mean=fid_mean_phys,
-        fiducial_cov=fid_cov_phys,
     )

@@ -11,7 +11,7 @@ per-row sim ids).
 :func:`cl_fom_report` is the power-spectrum inference of a configuration: the band powers'
 features (:func:`~lensing_core.inference.cl_compressor.cl_features`) compressed to
 (Omega_m, S8) by an MLP, then the Gaussian NPE of the same settings as the field's, and the
-same FoM and calibration record (:func:`~lensing_core.inference.pipeline.finish_fom_report`).
+same FoM and calibration record (:func:`~lensing_core.inference.report.finish_fom_report`).
 The split is the field compressor's ``split.json`` when there is one (else the same function
 makes the same split from the same rows), so both see the same sims in each set. The band
 powers of a face tile do not change under the face's symmetries (they depend on ``|ell|``
@@ -37,15 +37,17 @@ from lensing_core.dataset.schema import config_name
 from lensing_core.dataset.splits import Split, SplitSpec, load_split, sim_ids_sha256
 from lensing_core.inference.cl_compressor import cl_features, fit_cl_compressor, save_cl_compressor
 from lensing_core.inference.config import NPEConfig
-from lensing_core.inference.npe import fit_npe, save_npe
+from lensing_core.inference.npe import fit_npe_seeds, npe_seeds, save_npe_seeds
 from lensing_core.inference.pipeline import (
-    FomReport,
-    check_fiducial,
     config_split,
-    finish_fom_report,
-    npe_posteriors,
     open_config,
     resolve_device,
+)
+from lensing_core.inference.report import (
+    FomReport,
+    check_fiducial,
+    finish_fom_report,
+    npe_posteriors,
 )
 from lensing_core.inference.training import r2_scores
 from lensing_core.io import InputMissingError, read_npz, write_npz
@@ -309,24 +311,26 @@ def cl_fom_report(
         return summaries[rows], theta_norm[rows]
 
     val = torch.tensor(rows_split.npe_val)
-    fitted = fit_npe(
+    fits = fit_npe_seeds(
         make_batch,
         (summaries[val], theta_norm[val]),
         npe_cfg,
         n_train=len(npe_groups),
-        generator=torch.Generator().manual_seed(npe_cfg.seed),
         device=device,
     )
-    npe_record = {k: v for k, v in fitted.to_record().items() if k != "history"}
-    npe_path = save_npe(
+    npe_record = {k: v for k, v in fits[0].to_record().items() if k != "history"}
+    npe_record["best_val_nll_seeds"] = [f.best_val_nll for f in fits]
+    npe_path = save_npe_seeds(
         root.cl_npe_path(lmax, noise_level),
-        fitted.model,
+        fits,
         npe_cfg,
         {"config": config_name(lmax, noise_level), "compressor_checkpoint": str(compressor_path)},
         tmp_root=root.tmp_root,
-    )
+    )[0]
 
     test = rows_split.test
+    fid_summaries = summaries[torch.from_numpy(np.array(rows_split.fiducial))]
+    test_summaries = summaries[torch.from_numpy(np.array(test))]
     return finish_fom_report(
         root,
         lmax,
@@ -337,10 +341,12 @@ def cl_fom_report(
         split=rows_split,
         theta_mean=compressor.theta_mean,
         theta_std=compressor.theta_std,
-        fiducial=npe_posteriors(fitted.model, summaries[torch.tensor(rows_split.fiducial)]),
-        test=npe_posteriors(fitted.model, summaries[torch.tensor(test)]),
+        fiducial=[npe_posteriors(f.model, fid_summaries) for f in fits],
+        test=[npe_posteriors(f.model, test_summaries) for f in fits],
+        seeds=npe_seeds(npe_cfg),
         compressor_checkpoint=compressor_path,
         extra={
+            "compressor_loss": "mse",
             "r2_test": r2_scores(
                 compressor.predict_theta(features[test]), theta[test], PARAM_NAMES
             ),

@@ -59,11 +59,16 @@ MISSING = "missing"
 UNREADABLE = "unreadable"
 NO_RATIO = "—"
 SPLIT_MARK = "†"
+NOT_RECORDED = "not recorded"  # the verdict of a record written before there was one
 
 _DEFINITIONS = {
     "fom": "1/sqrt(det Cov) of (Omega_m, S8), physical units, one tile (a HEALPix base face)",
     "fom_field, fom_cl": "median FoM of the 12 fiducial tiles (NPE on maps, on band powers)",
+    "fom_field, fom_cl (seeds)": "with several NPE seeds: the median over seeds",
     "fom_field_std, fom_cl_std": "tile-to-tile standard deviation of that FoM",
+    "fom_field_seed_std, fom_cl_seed_std": "seed-to-seed standard deviation of that FoM",
+    "verdict_field, verdict_cl": "calibration of the test posteriors over every credible level: "
+    "calibrated, over-confident, under-confident or mixed",
     "fom_field_test, fom_cl_test": "median FoM of the test tiles",
     "coverage_68_*, coverage_95_*": "fraction of test tiles inside their 68% / 95% ellipse",
     "fom_fisher": "Fisher FoM, w, h, n_s, Omega_bh2, m_nu marginalised within their box priors",
@@ -98,6 +103,11 @@ class NPEResult:
         FoM of the prior (the training parameters' covariance).
     coverage_68, coverage_95, n_test
         Calibration: fractions of the *n_test* test tiles inside their credible ellipses.
+    verdict
+        The calibration verdict of the test posteriors (``"not recorded"`` in records
+        written before there was one).
+    fom_seed_std, n_seeds
+        Seed-to-seed standard deviation of the FoM (None with one seed) and the seeds.
     split_sha256
         Hash of the split the NPE was trained on; ``None`` in records written before it was.
     path
@@ -113,6 +123,9 @@ class NPEResult:
     n_test: int
     split_sha256: str | None
     path: Path
+    verdict: str = NOT_RECORDED
+    fom_seed_std: float | None = None
+    n_seeds: int = 1
 
 
 @dataclass(frozen=True)
@@ -227,7 +240,17 @@ def _npe_result(record: Mapping[str, Any], path: Path, lmax: int, noise_level: s
         n_test=n_test,
         split_sha256=split,
         path=path,
+        verdict=str(calib.get("verdict", NOT_RECORDED)),
+        fom_seed_std=_seed_std(record),
+        n_seeds=len(record.get("seeds", [None])),
     )
+
+
+def _seed_std(record: Mapping[str, Any]) -> float | None:
+    scatter = record.get("fom_scatter")
+    if not isinstance(scatter, Mapping) or scatter.get("seed") is None:
+        return None
+    return _number(scatter, "seed", low=0.0)
 
 
 def _read_npe(path: Path, lmax: int, noise_level: str) -> NPEResult:
@@ -356,6 +379,8 @@ class StudyRow:
             record |= {
                 f"fom_{name}": None if npe is None else npe.fom,
                 f"fom_{name}_std": None if npe is None else npe.fom_std,
+                f"fom_{name}_seed_std": None if npe is None else npe.fom_seed_std,
+                f"verdict_{name}": None if npe is None else npe.verdict,
                 f"fom_{name}_test": None if npe is None else npe.fom_test,
                 f"coverage_68_{name}": None if npe is None else npe.coverage_68,
                 f"coverage_95_{name}": None if npe is None else npe.coverage_95,
@@ -382,12 +407,16 @@ TABLE_COLUMNS: dict[str, str] = {
     "noise_level": "string",
     "fom_field": "float",
     "fom_field_std": "float",
+    "fom_field_seed_std": "float",
     "coverage_68_field": "float",
     "coverage_95_field": "float",
+    "verdict_field": "string",
     "fom_cl": "float",
     "fom_cl_std": "float",
+    "fom_cl_seed_std": "float",
     "coverage_68_cl": "float",
     "coverage_95_cl": "float",
+    "verdict_cl": "string",
     "fom_fisher": "float",
     "fom_fisher_fixed": "float",
     "field_over_cl": "float",
@@ -483,8 +512,10 @@ class Study:
             "",
             "FoM = 1/sqrt(det Cov) of (Omega_m, S8), physical units, for one tile (a HEALPix "
             "base face). Field and Cl: NPE on the compressed maps and on the compressed band "
-            "powers, median ± tile-to-tile std over the 12 fiducial tiles; cov68/cov95: fraction "
-            "of the test tiles inside their 68%/95% credible ellipse. Fisher: band-power "
+            "powers, median ± tile-to-tile std over the fiducial tiles at sim 109's parameters "
+            "(every realization; with several NPE seeds, the median over seeds, their std in "
+            "brackets); calibration: fraction of the test tiles inside their 68%/95% credible "
+            "ellipse, and the verdict of the coverage over every level. Fisher: band-power "
             "forecast, w, h, n_s, Omega_bh2 and m_nu marginalised within their box priors (in "
             "brackets: fixed). Prior: FoM of the NPE's prior.",
             "",
@@ -493,7 +524,7 @@ class Study:
             "field and Cl trained on different splits (not like for like).",
         ]
         header = (
-            "| lmax | FoM field | cov68/cov95 field | FoM Cl | cov68/cov95 Cl "
+            "| lmax | FoM field | calibration field | FoM Cl | calibration Cl "
             "| FoM Fisher (fixed) | field/Cl | field/Fisher | Cl/Fisher | prior |"
         )
         noise_levels = [n for n in NOISE_LEVELS if any(r.noise_level == n for r in self.rows)]
@@ -556,9 +587,11 @@ def _markdown_row(row: StudyRow, state: Mapping[tuple[str, str], str]) -> str:
         if npe is None:
             cells += [absent(name), absent(name)]
         else:
+            seed = "" if npe.fom_seed_std is None else f" (seeds ± {_fmt_fom(npe.fom_seed_std)})"
             cells += [
-                f"{_fmt_fom(npe.fom)} ± {_fmt_fom(npe.fom_std)}",
-                f"{npe.coverage_68:.2f} / {npe.coverage_95:.2f}",
+                f"{_fmt_fom(npe.fom)} ± {_fmt_fom(npe.fom_std)}{seed}",
+                f"{npe.coverage_68:.2f} / {npe.coverage_95:.2f}"
+                + ("" if npe.verdict == NOT_RECORDED else f", {npe.verdict}"),
             ]
     fisher = row.fisher
     cells.append(

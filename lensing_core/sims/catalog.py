@@ -80,6 +80,18 @@ GOWER_STREET_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
     }
 )
 
+#: The two points the fiducial is realized at, and the sim id below the first extra
+#: realization of each: ``"sim109"`` (sim 109's exact parameters; sim 109 is its realization
+#: 0, extra ones are ``10001, 10002, ...``) and ``"prior_centre"`` (the same Omega_m and S8,
+#: the other parameters at the centre of the prior: ``20001, 20002, ...``). The
+#: ids are far above any suite's (Gower Street has 791), so they never collide.
+FIDUCIAL_POINT_BASES: Mapping[str, int] = MappingProxyType(
+    {"sim109": 10_000, "prior_centre": 20_000}
+)
+_POINT_SPAN = 10_000
+#: Realizations of the fiducial per point in the demo and in the full synthetic suite.
+DEFAULT_FIDUCIAL_REALIZATIONS: Mapping[str, int] = MappingProxyType({"demo": 4, "full": 16})
+
 FULL_SUITE_SIZE = 791
 #: The demo suite: 64 sims (fiducial 109 among them), enough for the compressor of the CPU
 #: demo to learn S8 at lmax 200 (``make demo``).
@@ -182,6 +194,81 @@ def synthetic_catalog(
     if FIDUCIAL_SIM_ID in entries:
         entries[FIDUCIAL_SIM_ID] = dict(FIDUCIAL_PARAMS)
     return SimCatalog(entries, name=f"synthetic Gower-Street-like design ({n_sims} sims)")
+
+
+def fiducial_point(sim_id: int) -> str | None:
+    """
+    The fiducial point *sim_id* realizes, or None.
+
+    Returns
+    -------
+        ``"sim109"`` for sim 109 and the ids ``10001..19999``, ``"prior_centre"`` for
+        ``20001..29999`` (:data:`FIDUCIAL_POINT_BASES`), else None.
+    """
+    sim_id = int(sim_id)
+    if sim_id == FIDUCIAL_SIM_ID:
+        return "sim109"
+    for name, base in FIDUCIAL_POINT_BASES.items():
+        if base < sim_id < base + _POINT_SPAN:
+            return name
+    return None
+
+
+def is_fiducial(sim_ids: Iterable[int] | np.ndarray) -> np.ndarray:
+    """Boolean mask ``(n,)``: which of *sim_ids* realize a fiducial point (held out of training)."""
+    ids = np.asarray(list(sim_ids) if not isinstance(sim_ids, np.ndarray) else sim_ids)
+    ids = ids.astype(np.int64).ravel()
+    mask = ids == FIDUCIAL_SIM_ID
+    for base in FIDUCIAL_POINT_BASES.values():
+        mask |= (ids > base) & (ids < base + _POINT_SPAN)
+    return mask
+
+
+def prior_centre_params() -> dict[str, float]:
+    """
+    Sim 109's Omega_m and S8 with every other parameter at the centre of its prior range.
+
+    sigma_8 follows from S8 and Omega_m; Omega_b from Omega_b h^2 and h. Here w = -1.065
+    (sim 109 has -0.679), so the difference between the posteriors at this point and at
+    sim 109 is the projection effect of marginalising over the parameters not inferred.
+    """
+    centre = {k: 0.5 * (lo + hi) for k, (lo, hi) in GOWER_STREET_RANGES.items()}
+    values = {k: centre[k] for k in ("w", "h", "n_s", "Omega_bh2", "m_nu")}
+    values["Omega_m"] = FIDUCIAL_PARAMS["Omega_m"]
+    values["sigma_8"] = FIDUCIAL_PARAMS["S8"] / math.sqrt(values["Omega_m"] / 0.3)
+    return _complete(values)
+
+
+def fiducial_realizations(k: int) -> dict[int, dict[str, float]]:
+    """
+    The extra simulations of the fiducial: *k* realizations at each fiducial point.
+
+    Parameters
+    ----------
+    k
+        Realizations per point, at least 1. At ``"sim109"`` sim 109 is one of them, so
+        ``k - 1`` new ids are made there; at ``"prior_centre"``, *k*. ``k == 1`` makes none:
+        sim 109 alone, as in a suite of real simulations.
+
+    Returns
+    -------
+        ``{sim_id: parameters}`` of the new ids (see :data:`FIDUCIAL_POINT_BASES`).
+    """
+    if not 1 <= int(k) < _POINT_SPAN:
+        msg = f"fiducial realizations per point must be in [1, {_POINT_SPAN}), got {k}"
+        raise ValueError(msg)
+    if k == 1:
+        return {}
+    exact = FIDUCIAL_POINT_BASES["sim109"]
+    centre = FIDUCIAL_POINT_BASES["prior_centre"]
+    out = {exact + j: dict(FIDUCIAL_PARAMS) for j in range(1, k)}
+    out.update({centre + j: prior_centre_params() for j in range(1, k + 1)})
+    return out
+
+
+def default_fiducial_realizations(suite: str) -> int:
+    """Realizations per fiducial point a suite gets: 4 (demo), 16 (full), 1 (a list of ids)."""
+    return DEFAULT_FIDUCIAL_REALIZATIONS.get(suite.strip().lower(), 1)
 
 
 def parse_suite(suite: str) -> list[int] | None:

@@ -15,6 +15,7 @@ from lensing_assets.defs.kappa import kappa_maps
 from lensing_assets.defs.models import GPU_POOL
 from lensing_assets.defs.run_config import run_config_class, to_core
 from lensing_assets.defs.tiles import tiles
+from lensing_core.inference.calibration import VERDICTS
 from lensing_core.inference.config import CompressorConfig, TrainingSettings, compressor_preset
 from lensing_core.inference.fom import read_fom_result
 from lensing_core.inference.npe import NPEConfig
@@ -161,6 +162,15 @@ def test_models_and_report_from_tiles(
     assert {"fom_fiducial_median", "fom_prior", "coverage_68", "coverage_95"} <= quantities
     assert len(rmeta["fom_fiducial_all"].value) == 12
     assert Path(rmeta["figure_path"].value).is_file()
+    # calibration, seed spread and the fiducial's pulls, in the UI
+    assert rmeta["calibration_verdict"].value in VERDICTS
+    assert rmeta["calibration"].value.startswith("![calibration, test split](data:image/png")
+    assert rmeta["n_seeds"].value == 3
+    assert rmeta["fom_seed_std"].value > 0
+    assert rmeta["n_fiducial_realizations"].value == 1  # sim 109 alone in this suite
+    assert {row.data["point"] for row in rmeta["pulls"].value.records} == {"sim109"}
+    assert "cannot be measured" in rmeta["projection"].value
+    assert rmeta["compressor_loss"].value == "mse"
     for asset in ("compressor_model", "npe_model", "fom_report"):
         assert KEY in instance.get_materialized_partitions(dg.AssetKey(asset))
     _study_from_the_same_shards(test_defs, resources, instance, root)
@@ -190,6 +200,8 @@ def _study_from_the_same_shards(
     assert cl_meta["path"].value == str(root.cl_fom_result_path(200, "des_y3"))
     assert cl_meta["figure"].value.startswith("![FoM report](data:image/png;base64,iVBOR")
     assert len(cl_meta["fom_fiducial_all"].value) == 12
+    assert cl_meta["calibration_verdict"].value in VERDICTS
+    assert cl_meta["n_seeds"].value == 3
     field = read_fom_result(root.npe(200, "des_y3").fom_result)
     cl_record = read_fom_result(root.cl_fom_result_path(200, "des_y3"))
     assert cl_record["split_sha256"] == field["split_sha256"]  # the same sims in each set

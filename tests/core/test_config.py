@@ -33,7 +33,9 @@ def test_defaults_are_the_synthetic_full_suite(tmp_path: Path) -> None:
     assert (settings.hub.repo_id, settings.hub.token_env) == (None, "HF_TOKEN")
     assert (settings.automation.enabled, settings.automation.backfill_cron) == (True, "0 2 * * *")
     assert settings.data_root == tmp_path.resolve()
-    assert len(settings.kappa_source().catalog) == 791
+    # 791 sims, and 16 realizations of the fiducial at each point (sim 109 one of them)
+    assert len(settings.kappa_source().catalog) == 791 + 15 + 16
+    assert settings.training.npe.n_seeds == 3
     assert isinstance(settings.kappa_source(), SyntheticSource)
     assert source.synthetic_shift == DEFAULT_SHIFT == settings.kappa_source().shift
 
@@ -54,12 +56,16 @@ def test_every_variable_reaches_its_setting(tmp_path: Path) -> None:
             "LENSING_AUTOMATION": "off",
             "LENSING_BACKFILL_CRON": "0 4 * * 0",
             "LENSING_SYNTHETIC_SHIFT": "empty_beam",
+            "LENSING_COMPRESSOR_LOSS": "vmim",
         }
     )
     assert (settings.source.suite, settings.source.nside) == ("demo", 256)
     assert settings.kappa_source().shift == settings.source.synthetic_shift == "empty_beam"
     assert settings.tiling == TilingOptions(scheme="legacy", noise_convention="legacy", nthreads=3)
-    assert settings.training == TrainingSettings.from_preset("cpu_demo", accelerator="cpu")
+    assert settings.training == TrainingSettings.from_preset(
+        "cpu_demo", accelerator="cpu", loss="vmim"
+    )
+    assert settings.training.compressor.loss == "vmim"
     assert settings.training.device() == "cpu"
     assert settings.hub.repo_id == "me/kappa"
     assert settings.automation == AutomationSettings(enabled=False, backfill_cron="0 4 * * 0")
@@ -78,10 +84,47 @@ def test_demo_suite_and_explicit_ids() -> None:
     ]
 
 
+def test_fiducial_realizations_join_the_suite() -> None:
+    """The demo gets 4 realizations per fiducial point, a list of ids none unless asked."""
+    demo = PlatformSettings.from_env({"LENSING_SUITE": "demo"}).kappa_source().catalog
+    assert demo.sim_ids == [*range(101, 165), 10001, 10002, 10003, 20001, 20002, 20003, 20004]
+    assert dict(demo[10002]) == dict(demo[109])
+    centre = demo[20001]
+    assert (centre["Omega_m"], centre["S8"]) == pytest.approx(
+        (demo[109]["Omega_m"], demo[109]["S8"])
+    )
+    assert centre["w"] == pytest.approx(-1.065)
+    ids = PlatformSettings.from_env({"LENSING_SUITE": "101-103,109"}).kappa_source()
+    assert ids.catalog.sim_ids == [101, 102, 103, 109]
+    two = PlatformSettings.from_env(
+        {"LENSING_SUITE": "101-103,109", "LENSING_FIDUCIAL_REALIZATIONS": "2"}
+    )
+    assert two.kappa_source().catalog.sim_ids == [101, 102, 103, 109, 10001, 20001, 20002]
+    without_109 = PlatformSettings.from_env(
+        {"LENSING_SUITE": "101-103", "LENSING_FIDUCIAL_REALIZATIONS": "2"}
+    )
+    assert without_109.kappa_source().catalog.sim_ids == [101, 102, 103]
+    seeds = PlatformSettings.from_env({"LENSING_NPE_SEEDS": "5"})
+    assert seeds.training.npe.n_seeds == 5
+
+
+def test_sources_of_real_simulations_refuse_more_fiducial_realizations(tmp_path: Path) -> None:
+    env = {"LENSING_SOURCE": "kappa_npz", "LENSING_KAPPA_DIR": str(tmp_path)}
+    settings = PlatformSettings.from_env({**env, "LENSING_FIDUCIAL_REALIZATIONS": "4"})
+    with pytest.raises(
+        ValueError, match=r"FIDUCIAL_REALIZATIONS=4: the kappa_npz source holds one"
+    ):
+        settings.kappa_source()
+    PlatformSettings.from_env({**env, "LENSING_FIDUCIAL_REALIZATIONS": "1"}).kappa_source()
+
+
 @pytest.mark.parametrize(
     ("env", "match"),
     [
         ({"LENSING_SOURCE": "cloud"}, "LENSING_SOURCE='cloud' is not one of"),
+        ({"LENSING_NPE_SEEDS": "0"}, "LENSING_NPE_SEEDS='0' must be at least 1"),
+        ({"LENSING_COMPRESSOR_LOSS": "l1"}, "LENSING_COMPRESSOR_LOSS='l1' is not one of"),
+        ({"LENSING_FIDUCIAL_REALIZATIONS": "x"}, "LENSING_FIDUCIAL_REALIZATIONS='x' is not"),
         ({"LENSING_SOURCE": "kappa_npz"}, "needs LENSING_KAPPA_DIR"),
         ({"LENSING_SOURCE": "gower_street", "LENSING_SIMS_DIR": "/x"}, "needs LENSING_SIMS_DIR"),
         ({"LENSING_TILE_SCHEME": "spiral"}, "LENSING_TILE_SCHEME='spiral'"),

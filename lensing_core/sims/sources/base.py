@@ -39,6 +39,11 @@ class SourceSettings:
     synthetic_shift
         Lognormal shift recipe of the synthetic source (``LENSING_SYNTHETIC_SHIFT``), one of
         :data:`lensing_core.sims.synthetic.SHIFT_CHOICES`.
+    fiducial_realizations
+        Realizations of the fiducial per fiducial point (``LENSING_FIDUCIAL_REALIZATIONS``,
+        see :func:`lensing_core.sims.catalog.fiducial_realizations`); None: the suite's
+        default (:func:`~lensing_core.sims.catalog.default_fiducial_realizations`). Only a
+        source that makes its maps (``synthetic``) can have more than one.
     """
 
     name: str = "synthetic"
@@ -49,6 +54,7 @@ class SourceSettings:
     sims_dir: Path | None = None
     nz_fits: Path | None = None
     synthetic_shift: str = "hilbert2011_scaled"
+    fiducial_realizations: int | None = None
 
 
 def select_suite(base: SimCatalog, suite: str) -> SimCatalog:
@@ -90,10 +96,19 @@ class KappaSource(ABC):
 
     name: ClassVar[str]
     catalog: SimCatalog
+    #: Whether the source can make new realizations of the fiducial (it draws its maps).
+    makes_fiducial_realizations: ClassVar[bool] = False
 
     @classmethod
     def from_settings(cls, settings: SourceSettings) -> KappaSource:
         """The source over the configured suite (reads its parameter table or folders now)."""
+        k = settings.fiducial_realizations
+        if k not in (None, 1) and not cls.makes_fiducial_realizations:
+            msg = (
+                f"LENSING_FIDUCIAL_REALIZATIONS={k}: the {cls.name} source holds one "
+                "realization of the fiducial (sim 109) and cannot make more; leave it unset"
+            )
+            raise ValueError(msg)
         cls.check_settings(settings)
         return cls.with_catalog(settings, select_suite(cls.base_catalog(settings), settings.suite))
 

@@ -9,13 +9,17 @@ import numpy as np
 
 from lensing_core._types import FloatArray
 from lensing_core.sims.catalog import (
+    FIDUCIAL_SIM_ID,
     FULL_SUITE_SIZE,
     SimCatalog,
+    default_fiducial_realizations,
+    fiducial_point,
+    fiducial_realizations,
     parse_suite,
     read_gower_street_csv,
     synthetic_catalog,
 )
-from lensing_core.sims.sources.base import KappaSource, SourceSettings
+from lensing_core.sims.sources.base import KappaSource, SourceSettings, select_suite
 
 if TYPE_CHECKING:
     from lensing_core.sims.synthetic import ShiftChoice
@@ -47,14 +51,36 @@ class SyntheticSource(KappaSource):
     shift: str = "hilbert2011_scaled"
 
     name = "synthetic"
+    makes_fiducial_realizations = True
+
+    @classmethod
+    def from_settings(cls, settings: SourceSettings) -> SyntheticSource:
+        """
+        The source over the configured suite and the extra realizations of the fiducial.
+
+        The suite's sims, plus, when it holds sim 109, ``K - 1`` more realizations at sim
+        109's parameters and ``K`` at the prior-centre point
+        (:func:`~lensing_core.sims.catalog.fiducial_realizations`), ``K`` from
+        ``settings.fiducial_realizations`` or the suite's default.
+        """
+        cls.check_settings(settings)
+        base = cls.base_catalog(settings)
+        suite = select_suite(base, settings.suite)
+        if FIDUCIAL_SIM_ID in suite:
+            suite = base.subset(sorted({*suite, *(i for i in base if fiducial_point(i))}))
+        return cls.with_catalog(settings, suite)
 
     @classmethod
     def base_catalog(cls, settings: SourceSettings) -> SimCatalog:
-        """The parameter table if one is configured, else the synthetic design."""
+        """The parameter table, else the synthetic design; and the fiducial's realizations."""
         if settings.catalog_csv is not None:
-            return read_gower_street_csv(settings.catalog_csv)
-        wanted = parse_suite(settings.suite) or []
-        return synthetic_catalog(max([FULL_SUITE_SIZE, *wanted]))
+            table = read_gower_street_csv(settings.catalog_csv)
+        else:
+            wanted = parse_suite(settings.suite) or []
+            table = synthetic_catalog(max([FULL_SUITE_SIZE, *wanted]))
+        k = settings.fiducial_realizations or default_fiducial_realizations(settings.suite)
+        extra = fiducial_realizations(k)
+        return SimCatalog({**{i: table[i] for i in table}, **extra}, name=table.name)
 
     @classmethod
     def with_catalog(cls, settings: SourceSettings, catalog: SimCatalog) -> SyntheticSource:

@@ -30,7 +30,7 @@ from lensing_core.dataset.splits import (
     save_split,
 )
 from lensing_core.io import InputMissingError
-from lensing_core.sims.catalog import FIDUCIAL_SIM_ID
+from lensing_core.sims.catalog import FIDUCIAL_SIM_ID, is_fiducial
 
 TILES_PER_SIM = 12
 TILE_SETS = ("compressor_train", "npe_train", "test")
@@ -74,6 +74,29 @@ def test_sim_split_keeps_every_sim_in_one_set(n_sims: int) -> None:
         assert np.all(np.diff(part) > 0)
     np.testing.assert_array_equal(split.fiducial, np.flatnonzero(sim_ids == FIDUCIAL_SIM_ID))
     assert split.sizes()["fiducial"] == TILES_PER_SIM
+
+
+def test_fiducial_realizations_are_held_out_of_every_set() -> None:
+    """Sim 109's other realizations and the prior-centre ones go to the fiducial set only."""
+    realizations = (10001, 10002, 10003, 20001, 20002, 20003, 20004)
+    sim_ids = np.sort(np.r_[sim_ids_of(40), np.repeat(realizations, TILES_PER_SIM)])
+    for spec in (SplitSpec(), SplitSpec(kind="tile")):
+        split = make_split(sim_ids, spec)
+        sims = split.sims(sim_ids)
+        assert sims["fiducial"] == [FIDUCIAL_SIM_ID, *realizations]
+        for name in SET_NAMES:
+            assert not set(sims[name]) & {FIDUCIAL_SIM_ID, *realizations}, name
+        assert len(split.fiducial) == TILES_PER_SIM * 8
+    assert is_fiducial([109, 110, 10000, 10001, 19999, 20000, 20005, 30000]).tolist() == [
+        True,
+        False,
+        False,
+        True,
+        True,
+        False,
+        True,
+        False,
+    ]
 
 
 def test_sim_split_lists_realization_zero_and_keeps_realizations_together() -> None:

@@ -18,6 +18,7 @@ import torch
 
 from lensing_core.dataset.parquet import write_config_shards
 from lensing_core.dataset.splits import SplitSpec, load_split, make_split, save_split
+from lensing_core.inference import npe as npe_module
 from lensing_core.inference import power_spectrum
 from lensing_core.inference.cl_compressor import cl_features, load_cl_compressor
 from lensing_core.inference.fom import FOM_RESULT_KEYS, fom_from_cov, read_fom_result
@@ -128,7 +129,7 @@ def test_training_uses_every_noise_realization(
 ) -> None:
     """The MLP trains on every realisation of its tiles; the NPE draws one per tile and epoch."""
     seen: dict[str, Any] = {}
-    fit_cl, fit_npe = power_spectrum.fit_cl_compressor, power_spectrum.fit_npe
+    fit_cl, fit_npe = power_spectrum.fit_cl_compressor, npe_module.fit_npe
 
     def spy_cl(features: Any, theta: Any, train_rows: Any, val_rows: Any, **kw: Any) -> Any:
         seen["cl_train"], seen["cl_val"] = np.asarray(train_rows), np.asarray(val_rows)
@@ -140,7 +141,7 @@ def test_training_uses_every_noise_realization(
         return fit_npe(make_batch, val_data, cfg, **kw)
 
     monkeypatch.setattr(power_spectrum, "fit_cl_compressor", spy_cl)
-    monkeypatch.setattr(power_spectrum, "fit_npe", spy_npe)
+    monkeypatch.setattr(npe_module, "fit_npe", spy_npe)
     _report(root, compressor_epochs=2)
     arrays, _ = read_npz(root.band_powers_path(LMAX, NOISE), ARRAYS, what="band powers")
     real = arrays["noise_realization"]

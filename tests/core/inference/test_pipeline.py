@@ -1,7 +1,8 @@
 """One configuration from its shards to its report: files, provenance and bad input.
 
-Real tiles (nside-128 synthetic maps, lmax 200) of four sims, the fiducial among them; the
-compressor is timm's ``test_efficientnet`` trained for a few steps: these tests check the
+Real tiles (nside-128 synthetic maps, lmax 200) of seven sims, and of the fiducial realized
+twice at sim 109's parameters (109 and 10001) and twice at the prior's centre (20001, 20002);
+the compressor is timm's ``test_efficientnet`` trained for a few steps: these tests check the
 mechanics, ``tests/assets/test_demo_learns.py`` that the demo really learns.
 """
 
@@ -21,6 +22,7 @@ from lensing_core.dataset.loader import TileDataset, realization_rows
 from lensing_core.dataset.normalization import load_norm_stats, normalize_theta
 from lensing_core.dataset.parquet import write_config_shards
 from lensing_core.dataset.splits import SplitSpec, load_split
+from lensing_core.inference import npe as npe_module
 from lensing_core.inference import pipeline
 from lensing_core.inference.compressor import (
     SYMMETRY_GROUPS,
@@ -30,7 +32,7 @@ from lensing_core.inference.compressor import (
 )
 from lensing_core.inference.config import CompressorConfig, compressor_preset
 from lensing_core.inference.fom import FOM_RESULT_KEYS, read_fom_result
-from lensing_core.inference.npe import NPEConfig, load_npe
+from lensing_core.inference.npe import NPEConfig, load_npe, load_npe_seeds
 from lensing_core.inference.pipeline import (
     fom_report,
     open_config,
@@ -41,11 +43,18 @@ from lensing_core.inference.pipeline import (
 from lensing_core.inference.training import evaluate_split
 from lensing_core.io import InputMissingError
 from lensing_core.products import make_kappa, make_tiles
-from lensing_core.sims.catalog import FIDUCIAL_SIM_ID, SimCatalog, synthetic_catalog
+from lensing_core.sims.catalog import (
+    FIDUCIAL_SIM_ID,
+    SimCatalog,
+    fiducial_point,
+    fiducial_realizations,
+    synthetic_catalog,
+)
 from lensing_core.sims.sources import SyntheticSource
 from lensing_core.storage import DataRoot
 
-SIMS = (3, 7, 12, 21, 33, 45, 58, FIDUCIAL_SIM_ID)
+FIDUCIAL_SIMS = (FIDUCIAL_SIM_ID, 10001, 20001, 20002)  # K = 2 realizations per point
+SIMS = (3, 7, 12, 21, 33, 45, 58, *FIDUCIAL_SIMS)
 #: whole sims per set: 3 (a prior of 3 parameter points) / 1 / 1 / 1 / 1 of the 7
 SPLIT = SplitSpec(fractions=(3 / 7, 1 / 7, 1 / 7, 1 / 7, 1 / 7))
 N_REAL = 4  # TilingOptions().noise_realizations
@@ -59,7 +68,8 @@ NPE_TINY = NPEConfig(batch_size=16, max_epochs=3, patience=2)
 
 @pytest.fixture(scope="module")
 def catalog() -> SimCatalog:
-    return synthetic_catalog(110)
+    design = synthetic_catalog(110)
+    return SimCatalog({**design, **fiducial_realizations(2)}, name=design.name)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +114,7 @@ def test_open_config_reads_the_shards(tiles_root: DataRoot) -> None:
     table, report = open_config(tiles_root, LMAX, NOISE)
     assert len(table) == report.rows == 12 * N_REAL * len(SIMS)
     assert table.tile_shape == (4, 128, 128)
-    assert sorted(set(table.sim_id.tolist())) == list(SIMS)
+    assert sorted(set(table.sim_id.tolist())) == sorted(SIMS)
 
 
 def test_chain_writes_the_data_root_layout(trained_root: DataRoot) -> None:
@@ -118,7 +128,7 @@ def test_chain_writes_the_data_root_layout(trained_root: DataRoot) -> None:
     record = read_fom_result(trained_root.npe(LMAX, NOISE).fom_result)
     assert set(FOM_RESULT_KEYS) <= set(record)
     assert (record["lmax"], record["noise_level"]) == (LMAX, NOISE)
-    assert len(record["fom_fiducial_all"]) == 12
+    assert len(record["fom_fiducial_all"]) == 12 * 2  # sim 109 and 10001
     assert record["compressor_checkpoint"] == str(comp / "best.ckpt")
     split = load_split(comp / "split.json")
     assert record["calibration"]["n_test"] == len(split.test)
@@ -134,41 +144,114 @@ def test_chain_writes_the_data_root_layout(trained_root: DataRoot) -> None:
     assert not list((trained_root.root / "models").rglob("*.partial"))
 
 
-def _physical_foms(root: DataRoot, rows: np.ndarray) -> np.ndarray:
-    """FoM of each row's posterior from the saved compressor and NPE, recomputed here.
+def _physical_posteriors(
+    root: DataRoot, rows: np.ndarray, seed_index: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and covariances of rows from the saved compressor and NPE, here.
 
-    Physical covariance ``S C S`` with ``S = diag(theta_std)`` of the saved norm stats; the
-    FoM is ``1 / sqrt(det)`` by numpy, not by the library's helpers.
+    Physical covariance ``S C S`` with ``S = diag(theta_std)`` of the saved norm stats.
     """
     files = root.compressor(LMAX, NOISE)
     stats = load_norm_stats(files.norm_stats)
     compressor = load_compressor(files.best, map_location="cpu")
-    npe = load_npe(root.npe(LMAX, NOISE).checkpoint)
+    npe = load_npe_seeds(root.npe(LMAX, NOISE).checkpoint)[seed_index]
     table, _ = open_config(root, LMAX, NOISE)
     tiles = torch.from_numpy(np.asarray(table.tiles[rows], dtype=np.float32))
     with torch.no_grad():
-        _, cov = npe.model.mean_cov(compressor.compress(tiles, batch_size=16))
+        mean, cov = npe.model.mean_cov(compressor.compress(tiles, batch_size=16))
     scale = np.outer(stats.theta_std, stats.theta_std)
-    return 1.0 / np.sqrt(np.linalg.det(cov.double().numpy() * scale))
+    return (
+        mean.double().numpy() * stats.theta_std + stats.theta_mean,
+        cov.double().numpy() * scale,
+    )
+
+
+def _physical_foms(root: DataRoot, rows: np.ndarray, seed_index: int = 0) -> np.ndarray:
+    """FoM of each row's posterior, ``1 / sqrt(det)`` by numpy, not by the library's helpers."""
+    return 1.0 / np.sqrt(np.linalg.det(_physical_posteriors(root, rows, seed_index)[1]))
+
+
+def _exact_point_rows(root: DataRoot) -> np.ndarray:
+    split = load_split(root.compressor(LMAX, NOISE).split)
+    table, _ = open_config(root, LMAX, NOISE)
+    return split.fiducial[[fiducial_point(i) == "sim109" for i in table.sim_id[split.fiducial]]]
 
 
 def test_report_foms_equal_those_of_the_saved_models(trained_root: DataRoot) -> None:
-    """fom_fiducial_all, fom_test_* and fom_prior, recomputed from split, stats and models."""
+    """The FoMs of the record, recomputed from split, stats and every seed's NPE."""
     record = read_fom_result(trained_root.npe(LMAX, NOISE).fom_result)
     split = load_split(trained_root.compressor(LMAX, NOISE).split)
-    fiducial = _physical_foms(trained_root, split.fiducial)
+    exact = _exact_point_rows(trained_root)
+    assert len(exact) == 24
+    per_seed = [_physical_foms(trained_root, exact, k) for k in range(NPE_TINY.n_seeds)]
+    medians = [float(np.median(f)) for f in per_seed]
+    np.testing.assert_allclose(record["fom_seeds"], medians, rtol=1e-4)
+    assert record["seeds"] == [NPE_TINY.seed + k for k in range(3)]
+    assert record["fom_fiducial_median"] == pytest.approx(np.median(medians), rel=1e-4)
+    assert record["fom_scatter"]["seed"] == pytest.approx(np.std(medians, ddof=1), rel=1e-3)
+    rep = record["seeds"].index(record["representative_seed"])
+    assert rep == int(np.argsort(medians)[1])  # the median of three
+    fiducial = per_seed[rep]
     np.testing.assert_allclose(record["fom_fiducial_all"], fiducial, rtol=1e-4)
-    assert record["fom_fiducial_median"] == pytest.approx(np.median(fiducial), rel=1e-4)
     assert record["fom_fiducial_std"] == pytest.approx(np.std(fiducial, ddof=1), rel=1e-3)
-    test = _physical_foms(trained_root, split.test)
+    table, _ = open_config(trained_root, LMAX, NOISE)
+    per_real = [float(np.median(fiducial[table.sim_id[exact] == i])) for i in (109, 10001)]
+    assert record["fom_scatter"]["realization"] == pytest.approx(np.std(per_real, ddof=1), rel=1e-3)
+    test = _physical_foms(trained_root, split.test, rep)
     np.testing.assert_allclose(
         [record["fom_test_lo_16"], record["fom_test_median"], record["fom_test_hi_84"]],
         np.percentile(test, [16, 50, 84]),
         rtol=1e-4,
     )
-    table, _ = open_config(trained_root, LMAX, NOISE)
     prior_cov = np.cov(table.theta[split.compressor_train], rowvar=False)  # physical units
     assert record["fom_prior"] == pytest.approx(1.0 / np.sqrt(np.linalg.det(prior_cov)), rel=1e-9)
+
+
+def test_report_gives_the_pulls_at_both_fiducial_points(trained_root: DataRoot) -> None:
+    """Offsets of the mean posterior mean per point, recomputed; the projection offset."""
+    record = read_fom_result(trained_root.npe(LMAX, NOISE).fom_result)
+    split = load_split(trained_root.compressor(LMAX, NOISE).split)
+    table, _ = open_config(trained_root, LMAX, NOISE)
+    rep = record["seeds"].index(record["representative_seed"])
+    mean, _ = _physical_posteriors(trained_root, split.fiducial, rep)
+    ids = table.sim_id[split.fiducial]
+    points = record["fiducial"]["points"]
+    assert list(points) == ["sim109", "prior_centre"]
+    assert record["fiducial"]["n_realizations"] == 2
+    for name, sims in (("sim109", (109, 10001)), ("prior_centre", (20001, 20002))):
+        p = points[name]
+        assert p["sim_ids"] == list(sims)
+        assert p["n_tiles"] == [12, 12]
+        per_real = np.stack([mean[ids == i].mean(axis=0) for i in sims])
+        truth = table.theta[split.fiducial][ids == sims[0]][0]
+        np.testing.assert_allclose(p["offset"], per_real.mean(axis=0) - truth, rtol=1e-4)
+        np.testing.assert_allclose(p["pull"], np.array(p["offset"]) / p["offset_err"])
+    np.testing.assert_allclose(
+        points["sim109"]["theta"], points["prior_centre"]["theta"]
+    )  # one (Omega_m, S8), other parameters apart
+    proj = record["fiducial"]["projection"]
+    assert proj["available"]
+    np.testing.assert_allclose(
+        proj["offset"],
+        np.array(points["sim109"]["offset"]) - points["prior_centre"]["offset"],
+    )
+    assert "Projection offset" in proj["text"]
+
+
+def test_report_gives_the_calibration_diagnostics(trained_root: DataRoot) -> None:
+    record = read_fom_result(trained_root.npe(LMAX, NOISE).fom_result)
+    split = load_split(trained_root.compressor(LMAX, NOISE).split)
+    calib = record["calibration"]
+    assert calib["verdict"] in ("calibrated", "over-confident", "under-confident", "mixed")
+    assert calib["test"]["verdict"] == calib["verdict"]
+    assert calib["test"]["n"] == len(split.test)
+    assert set(calib["test"]) >= {"coverage", "sbc", "tarp"}
+    assert set(calib["fiducial"]) == {"sim109", "prior_centre"}
+    assert calib["fiducial"]["sim109"]["n"] == 24
+    assert len(calib["seed_verdicts"]) == 3
+    figure = Path(record["calibration_figure"])
+    assert figure == trained_root.calibration_figure_path(LMAX, NOISE)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_npe_uses_the_compressor_split_and_records_it(trained_root: DataRoot) -> None:
@@ -236,7 +319,7 @@ def test_too_few_sims_for_the_split(copy_root: DataRoot, catalog: SimCatalog) ->
 def test_no_fiducial_tiles_is_an_error_of_the_report(
     copy_root: DataRoot, catalog: SimCatalog
 ) -> None:
-    write_config_shards(copy_root, catalog, LMAX, "noiseless", SIMS[:-1])
+    write_config_shards(copy_root, catalog, LMAX, "noiseless", SIMS[: -len(FIDUCIAL_SIMS)])
     train_compressor(
         copy_root, LMAX, "noiseless", TINY, split=SPLIT, accelerator="cpu", max_steps=1
     )
@@ -300,7 +383,8 @@ def test_chain_split_keeps_every_sim_in_one_set(trained_root: DataRoot) -> None:
         assert sims[a], f"{a} is empty"
         for b in names[i + 1 :]:
             assert not set(sims[a]) & set(sims[b]), f"sims in {a} and in {b}: {sims}"
-    assert sorted(s for name in names for s in sims[name]) == list(SIMS)
+    assert sorted(s for name in names for s in sims[name]) == sorted(SIMS)
+    assert sims["fiducial"] == sorted(FIDUCIAL_SIMS)  # every realization held out
     for name in names:
         rows = getattr(split, name)
         assert np.all(table.columns["noise_realization"][rows] == 0)
@@ -390,16 +474,17 @@ def test_npe_trains_alike_with_and_without_the_summary_cache(
     """The cache is the default without rolls; its draws cover every realisation and symmetry,
     and the NPE it trains is the on-the-fly path's."""
     draws: list[int] = []
-    fit_npe = pipeline.fit_npe
+    fit_npe = npe_module.fit_npe
+    one_seed = dataclasses.replace(NPE_TINY, n_seeds=1)
 
     def spy_fit(make_batch: Any, val_data: Any, cfg: Any, **kwargs: Any) -> Any:
         summaries, _ = make_batch(torch.zeros(800, dtype=torch.int64), torch.Generator())
         draws.append(len(torch.unique(summaries, dim=0)))
         return fit_npe(make_batch, val_data, cfg, **kwargs)
 
-    monkeypatch.setattr(pipeline, "fit_npe", spy_fit)
-    cached = train_npe(copy_root, LMAX, NOISE, NPE_TINY, device="cpu").record
-    fly = train_npe(copy_root, LMAX, NOISE, NPE_TINY, device="cpu", summary_cache=False).record
+    monkeypatch.setattr(npe_module, "fit_npe", spy_fit)
+    cached = train_npe(copy_root, LMAX, NOISE, one_seed, device="cpu").record
+    fly = train_npe(copy_root, LMAX, NOISE, one_seed, device="cpu", summary_cache=False).record
     assert (cached["summary_cache"], fly["summary_cache"]) == (True, False)
     assert draws[0] == N_REAL * 4  # one tile: 4 realisations x 4 face symmetries
     assert draws[1] == N_REAL * 4

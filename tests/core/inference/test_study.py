@@ -44,6 +44,8 @@ def fom_record(
     n_test: int = 300,
     fom_prior: float = 30.0,
     split_sha256: str | None = None,
+    verdict: str | None = None,
+    seed_std: float | None = None,
 ) -> dict[str, Any]:
     """A valid ``fom_result.json`` record (every key of FOM_RESULT_KEYS)."""
     record: dict[str, Any] = {
@@ -62,6 +64,11 @@ def fom_record(
     }
     if split_sha256 is not None:
         record["split_sha256"] = split_sha256
+    if verdict is not None:
+        record["calibration"]["verdict"] = verdict
+    if seed_std is not None:
+        record["fom_scatter"] = {"tile": fom_std, "realization": None, "seed": seed_std}
+        record["seeds"] = [42, 43, 44]
     assert set(FOM_RESULT_KEYS) <= set(record)
     return record
 
@@ -95,7 +102,17 @@ def root(tmp_path: Path) -> DataRoot:
 @pytest.fixture
 def filled_root(root: DataRoot) -> DataRoot:
     """lmax 200 noiseless complete; lmax 400 noiseless without Cl; lmax 200 des_y3 Fisher only."""
-    write_field(root, 200, "noiseless", 400.0, 20.0, coverage_68=0.7, coverage_95=0.96)
+    write_field(
+        root,
+        200,
+        "noiseless",
+        400.0,
+        20.0,
+        coverage_68=0.7,
+        coverage_95=0.96,
+        verdict="calibrated",
+        seed_std=12.0,
+    )
     write_cl(root, 200, "noiseless", 200.0, 10.0, coverage_68=0.6, coverage_95=0.9, n_test=250)
     write_fisher(root, 200, "noiseless", 800.0, 1600.0)
     write_field(root, 400, "noiseless", 900.0, 30.0)
@@ -125,7 +142,9 @@ def test_values_and_ratios_of_a_complete_configuration(filled_root: DataRoot) ->
         0.96,
         300,
     )
+    assert (row["verdict_field"], row["fom_field_seed_std"]) == ("calibrated", 12.0)
     assert (row["fom_cl"], row["fom_cl_std"]) == (200.0, 10.0)
+    assert (row["verdict_cl"], row["fom_cl_seed_std"]) == ("not recorded", None)
     assert (row["coverage_68_cl"], row["coverage_95_cl"], row["n_test_cl"]) == (0.6, 0.9, 250)
     assert (row["fom_fisher"], row["fom_fisher_fixed"]) == (800.0, 1600.0)
     assert row["field_over_cl"] == pytest.approx(2.0)
@@ -337,8 +356,8 @@ def test_markdown_has_one_table_per_noise_level_and_shows_missing(
     cells = [c.strip() for c in complete.strip("|").split("|")]
     assert cells == [
         "200",
-        "400 ± 20",
-        "0.70 / 0.96",
+        "400 ± 20 (seeds ± 12)",
+        "0.70 / 0.96, calibrated",
         "200 ± 10",
         "0.60 / 0.90",
         "800 (1600)",
