@@ -20,8 +20,9 @@ Per point, :func:`point_bias` measures the offset of the mean posterior mean fro
   Street) ``s = s_t / sqrt(n)`` leaves out cosmic variance beyond that sky: the record says so;
 - the pull ``b / s``.
 
-A parameter is *flagged* when ``|pull| > FLAG_PULL`` (3). An unbiased posterior at the
-prior-centre point is expected: there a flag means a fault of the pipeline. The false-alarm
+A parameter is *flagged* when ``|pull| > FLAG_PULL`` (3). At the prior-centre point the
+projection effect should be smallest, so a flag there points to a fault of the pipeline (or
+to an NPE trained on too few sims, or to a projection left by a non-linear model). The false-alarm
 rate of an unbiased point, measured on toys of 12 tiles per realization
 (``tests/core/inference/test_fiducial.py``): 0.3-0.5% for K = 4 and 0.2-0.4% for K = 16 when
 the realization scatter is below the tile part, up to 5% (K = 4) and 1% (K = 16) when it is as
@@ -307,9 +308,11 @@ def projection_offset(biases: Mapping[str, PointBias]) -> dict[str, Any]:
     )
     if fault:
         verdict = (
-            f"The posterior is biased at the prior's centre in {', '.join(fault)}, where no "
-            "projection effect is expected: a fault of the pipeline (compressor, NPE or "
-            "data), not a projection effect."
+            f"The posterior is biased at the prior's centre in {', '.join(fault)}, where the "
+            "projection effect should be smallest: look for a fault of the pipeline "
+            "(compressor, NPE, data) before calling the offset at sim 109 a projection "
+            "effect; too few NPE training sims and a remaining non-linear projection are "
+            "the other candidates."
         )
     else:
         verdict = (

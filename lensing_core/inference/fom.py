@@ -237,7 +237,8 @@ def coverage(
     return out
 
 
-def _level_key(level: float) -> str:
+def level_key(level: float) -> str:
+    """The record key of a credible level's coverage: ``coverage_68`` for 0.68."""
     return f"coverage_{round(100 * level)}"
 
 
@@ -309,7 +310,7 @@ def fom_summary(
         "fom_prior": prior_fom(train_theta) / scale,
         "compressor_checkpoint": str(compressor_checkpoint),
         "calibration": {
-            **{_level_key(level): fraction for level, fraction in calib.items()},
+            **{level_key(level): fraction for level, fraction in calib.items()},
             "n_test": len(fom_test),
         },
     }

@@ -587,10 +587,12 @@ def save_npe_seeds(
     """
     Save the NPEs of a seed spread: the first at *path*, its record listing them all.
 
-    The others go to :func:`seed_checkpoint_path` first, each with ``seed`` in its record;
-    the first, written last, holds ``seeds``: ``[{"seed", "path", "sha256", "best_val_nll"}]``
-    of every one, so a reader of *path* finds exactly the spread that was trained with it.
-    Checkpoints of a larger earlier spread are removed.
+    Each record is *extra* with that NPE's own ``seed`` and training summary
+    (:meth:`NPEResult.to_record` but the history, and ``val_nll_history``). The others go to
+    :func:`seed_checkpoint_path` first; the first, written last, also holds ``seeds``:
+    ``[{"seed", "path", "sha256", "best_val_nll"}]`` of every one, so a reader of *path*
+    finds exactly the spread that was trained with it. Checkpoints of a larger earlier
+    spread are removed.
 
     Returns
     -------
@@ -600,10 +602,17 @@ def save_npe_seeds(
     if len(fits) != len(seeds):
         msg = f"save_npe_seeds({path}): {len(fits)} fits for {len(seeds)} seeds"
         raise ValueError(msg)
+
+    def own(index: int) -> dict[str, Any]:
+        fit = fits[index]
+        summary = {k: v for k, v in fit.to_record().items() if k != "history"}
+        history = [h["val_nll"] for h in fit.history]
+        return {**extra, **summary, "val_nll_history": history, "seed": seeds[index]}
+
     entries = []
     for index in range(len(fits) - 1, 0, -1):
         target = seed_checkpoint_path(path, index)
-        save_npe(target, fits[index].model, cfg, {**extra, "seed": seeds[index]}, tmp_root=tmp_root)
+        save_npe(target, fits[index].model, cfg, own(index), tmp_root=tmp_root)
         entries.append(
             {
                 "seed": seeds[index],
@@ -613,7 +622,7 @@ def save_npe_seeds(
             }
         )
     first = {"seed": seeds[0], "path": Path(path).name, "best_val_nll": fits[0].best_val_nll}
-    record = {**extra, "seed": seeds[0], "seeds": [first, *reversed(entries)]}
+    record = {**own(0), "seeds": [first, *reversed(entries)]}
     save_npe(path, fits[0].model, cfg, record, tmp_root=tmp_root)
     index = len(fits)
     while (stale := seed_checkpoint_path(path, index)).exists():

@@ -329,6 +329,7 @@ _NPE_METADATA_KEYS = (
     "device",
     "elapsed_s",
     "n_seeds",
+    "elapsed_s_total",
 )
 
 
@@ -498,7 +499,7 @@ def train_npe(
         "val_nll_history": [h["val_nll"] for h in fits[0].history],
         "n_seeds": len(fits),
         "best_val_nll_seeds": [f.best_val_nll for f in fits],
-        "elapsed_s": sum(f.elapsed_s for f in fits),
+        "elapsed_s_total": sum(f.elapsed_s for f in fits),  # every seed's training
     }
     path = save_npe_seeds(npe_files.checkpoint, fits, cfg, record, tmp_root=root.tmp_root)[0]
     npe_files.fom_result.unlink(missing_ok=True)  # the report of an older NPE

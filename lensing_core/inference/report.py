@@ -11,8 +11,11 @@ each NPE of a seed spread gives, and writes ``fom_result.json`` and two figures:
 - calibration diagnostics (coverage curve with verdict, SBC ranks, TARP:
   :mod:`lensing_core.inference.calibration`) on the test split and at each fiducial point.
 
-Pulls, calibration and figures use the *representative* seed: the one whose FoM is nearest
-the median over seeds (the median itself for an odd number of seeds).
+The FoM's tiles and figure are those of the *representative* seed: the one whose FoM is
+nearest the median over seeds (the median itself for an odd number of seeds). Pulls and
+calibration are those of the *ensemble* posterior: the Gaussian with the mean and covariance
+of the equal-weight mixture of the seeds' posteriors (:func:`ensemble`), so that neither
+depends on one seed's luck and the seeds' disagreement widens the posterior.
 """
 
 from __future__ import annotations
@@ -37,7 +40,15 @@ from lensing_core.inference.calibration import (
     coverage_curve,
 )
 from lensing_core.inference.fiducial import fiducial_bias, projection_offset
-from lensing_core.inference.fom import fom_from_cov, fom_summary, to_physical, write_fom_result
+from lensing_core.inference.fom import (
+    CALIBRATION_LEVELS,
+    coverage,
+    fom_from_cov,
+    fom_summary,
+    level_key,
+    to_physical,
+    write_fom_result,
+)
 from lensing_core.inference.npe import GaussianNPE
 from lensing_core.inference.training import finite_or_none
 from lensing_core.io import write_bytes
@@ -210,8 +221,20 @@ def _too_few(n: int) -> dict[str, Any]:
     return {"verdict": "too few tiles", "n": int(n), "min_rows": MIN_ROWS}
 
 
-def _mixture(posteriors: Sequence[Posteriors]) -> Posteriors:
-    """The moment-matched Gaussian of the equal-weight mixture of the seeds' posteriors."""
+def ensemble(posteriors: Sequence[Posteriors]) -> Posteriors:
+    """
+    The moment-matched Gaussian of the equal-weight mixture of several seeds' posteriors.
+
+    Parameters
+    ----------
+    posteriors
+        One ``(mean (n, d), cov (n, d, d))`` per seed.
+
+    Returns
+    -------
+        ``(mean, cov)``: the mean of the means, and the mean covariance plus the covariance
+        of the means (law of total covariance).
+    """
     means = np.stack([m for m, _ in posteriors])  # (S, n, d)
     covs = np.stack([c for _, c in posteriors])  # (S, n, d, d)
     mean = means.mean(axis=0)
@@ -316,15 +339,21 @@ def finish_fom_report(
     fom_fid = np.atleast_1d(fom_from_cov(fid_cov)) / scale  # every fiducial row
     exact_ids = sim_id[fid_rows][exact]
     per_real = [float(np.median(fom_fid[exact][exact_ids == i])) for i in np.unique(exact_ids)]
-    mix_cov = _mixture([f for f in fiducial])[1][exact]
+    (ens_fid_mean, ens_fid_cov), (ens_test_mean, ens_test_cov) = ensemble(fiducial), ensemble(test)
     biases = fiducial_bias(
-        fid_mean_phys, theta[fid_rows], sim_id[fid_rows], list(points), param_names=PARAM_NAMES
+        to_physical(ens_fid_mean, ens_fid_cov, mean, std)[0],
+        theta[fid_rows],
+        sim_id[fid_rows],
+        list(points),
+        param_names=PARAM_NAMES,
     )
-    rng = np.random.default_rng([int(lmax), int(seeds[rep]), 2023])
-    test_report = _calibration(test_mean, test_cov, test_theta, rng)
+    rng = np.random.default_rng([int(lmax), int(seeds[0]), 2023])
+    test_report = _calibration(ens_test_mean, ens_test_cov, test_theta, rng)
     fid_theta = (theta[fid_rows] - mean) / std
     fid_reports = {
-        p: _calibration(fid_mean[points == p], fid_cov[points == p], fid_theta[points == p], rng)
+        p: _calibration(
+            ens_fid_mean[points == p], ens_fid_cov[points == p], fid_theta[points == p], rng
+        )
         for p in biases
     }
     record.update(
@@ -341,7 +370,7 @@ def finish_fom_report(
                 "seed": float(np.std(fom_seeds, ddof=1)) if len(seeds) > 1 else None,
             },
             "fom_realizations": per_real,
-            "fom_mixture_median": float(np.median(fom_from_cov(mix_cov))) / scale,
+            "fom_ensemble_median": float(np.median(fom_from_cov(ens_fid_cov[exact]))) / scale,
             "fom_points": {p: float(np.median(fom_fid[points == p])) for p in biases},
             "fiducial_sim_id": FIDUCIAL_SIM_ID,
             "fiducial_theta": [float(v) for v in theta[fid_rows[exact][0]]],
@@ -361,6 +390,13 @@ def finish_fom_report(
     calib = record["calibration"]
     calib.update(
         {
+            "posterior": f"ensemble of {len(seeds)} NPE seed(s)",
+            **{
+                level_key(level): fraction
+                for level, fraction in coverage(
+                    ens_test_mean, ens_test_cov, test_theta, CALIBRATION_LEVELS
+                ).items()
+            },
             "verdict": test_report.verdict if test_report else _too_few(len(test_mean))["verdict"],
             "test": test_report.to_record() if test_report else _too_few(len(test_mean)),
             "fiducial": {

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter, NullLocator
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -127,6 +127,10 @@ def spectra_figure(
         bottom.xaxis.set_major_locator(FixedLocator(_ELL_TICKS))
         bottom.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         bottom.xaxis.set_minor_formatter(NullFormatter())
+        # no minor ticks on the log axes (x shared): drawing them was half the kappa checks'
+        # time (profiled: 1.2 s of 2.3 s per sim)
+        bottom.xaxis.set_minor_locator(NullLocator())
+        top.yaxis.set_minor_locator(NullLocator())
         bottom.tick_params(labelsize=7)
         if col == 0:
             top.set_ylabel(r"$\ell(\ell+1)C_\ell/2\pi$", fontsize=8)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -164,8 +165,23 @@ def ccl_cosmology(params: Mapping[str, float]) -> ccl.Cosmology:
     the usual N-body choice), ``Neff = 3.044``. So ``Omega_nu_mass`` is read
     from a first pyccl cosmology and ``Omega_c = Omega_m - Omega_b -
     Omega_nu_mass`` is set in the second. Building a pyccl cosmology computes
-    nothing until a distance or power spectrum is asked for.
+    nothing until a distance or power spectrum is asked for; what it computes is kept
+    in the object, and the last few cosmologies are kept per process, so the maps of a
+    sim, its checks and the fiducial's lognormal shifts reuse distances and spectra.
     """
+    key = tuple(sorted((k, float(v)) for k, v in params.items() if k in _COSMOLOGY_KEYS))
+    return _cosmology_of(key)
+
+
+#: The parameters :func:`ccl_cosmology` reads.
+_COSMOLOGY_KEYS = frozenset(
+    ("Omega_m", "h", "sigma_8", "S8", "Omega_b", "Omega_bh2", "n_s", "m_nu", "w")
+)
+
+
+@lru_cache(maxsize=8)
+def _cosmology_of(key: tuple[tuple[str, float], ...]) -> ccl.Cosmology:
+    params = dict(key)
     omega_m = _param(params, "Omega_m")
     h = _param(params, "h")
     if "sigma_8" in params:

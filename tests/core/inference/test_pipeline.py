@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from scipy.stats import chi2
 
 from lensing_core.dataset.loader import TileDataset, realization_rows
 from lensing_core.dataset.normalization import load_norm_stats, normalize_theta
@@ -212,8 +213,10 @@ def test_report_gives_the_pulls_at_both_fiducial_points(trained_root: DataRoot) 
     record = read_fom_result(trained_root.npe(LMAX, NOISE).fom_result)
     split = load_split(trained_root.compressor(LMAX, NOISE).split)
     table, _ = open_config(trained_root, LMAX, NOISE)
-    rep = record["seeds"].index(record["representative_seed"])
-    mean, _ = _physical_posteriors(trained_root, split.fiducial, rep)
+    # the ensemble's mean: the mean of the seeds' posterior means
+    mean = np.mean(
+        [_physical_posteriors(trained_root, split.fiducial, k)[0] for k in range(3)], axis=0
+    )
     ids = table.sim_id[split.fiducial]
     points = record["fiducial"]["points"]
     assert list(points) == ["sim109", "prior_centre"]
@@ -249,6 +252,22 @@ def test_report_gives_the_calibration_diagnostics(trained_root: DataRoot) -> Non
     assert set(calib["fiducial"]) == {"sim109", "prior_centre"}
     assert calib["fiducial"]["sim109"]["n"] == 24
     assert len(calib["seed_verdicts"]) == 3
+    assert calib["posterior"] == "ensemble of 3 NPE seed(s)"
+    # coverage of the ensemble posterior (mean of the means; mean covariance plus the means')
+    table, _ = open_config(trained_root, LMAX, NOISE)
+    seeds = [_physical_posteriors(trained_root, split.test, k) for k in range(3)]
+    means = np.stack([m for m, _ in seeds])
+    ens_mean = means.mean(axis=0)
+    dev = means - ens_mean
+    ens_cov = np.mean([c for _, c in seeds], axis=0) + np.einsum("sni,snj->nij", dev, dev) / 3
+    d2 = np.einsum(
+        "ni,nij,nj->n",
+        table.theta[split.test] - ens_mean,
+        np.linalg.inv(ens_cov),
+        table.theta[split.test] - ens_mean,
+    )
+    assert calib["coverage_68"] == pytest.approx(np.mean(d2 <= chi2.ppf(0.68, 2)))
+    assert calib["coverage_95"] == pytest.approx(np.mean(d2 <= chi2.ppf(0.95, 2)))
     figure = Path(record["calibration_figure"])
     assert figure == trained_root.calibration_figure_path(LMAX, NOISE)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
