@@ -1,9 +1,13 @@
 """MSE against VMIM: train ``200|des_y3``'s compressor with each loss on the same shards.
 
-Run after the data of a suite is built (``make demo``, or ``python -m lensing_assets.demo
---train`` for another suite: it makes the maps, tiles and shards and trains nothing):
+Run after ``make demo`` (it reads the demo's shards), or with ``--build`` to make the maps,
+tiles and ``200|des_y3`` shards of another suite first (the core steps without Dagster, into
+``LENSING_DATA_ROOT``):
 
     . ./env.sh && LENSING_SUITE=demo python bench/compare_losses.py [--compressor-seeds 3] [LOSS]
+    . ./env.sh && LENSING_SUITE=1-128 LENSING_FIDUCIAL_REALIZATIONS=4 LENSING_NSIDE=128 \
+        LENSING_TRAINING_PRESET=cpu_demo LENSING_DATA_ROOT=/tmp/suite128/data \
+        python bench/compare_losses.py --build
 
 Each (loss, compressor seed) gets a data root of its own under
 ``$LENSING_DATA_ROOT/../losses/`` whose shards are hard links to the built ones (never
@@ -31,8 +35,10 @@ from typing import Any
 import numpy as np
 
 from lensing_core.config import PlatformSettings
+from lensing_core.dataset.parquet import write_config_shards
 from lensing_core.inference.config import COMPRESSOR_LOSSES
 from lensing_core.inference.pipeline import fom_report, train_compressor, train_npe
+from lensing_core.products import make_kappa, make_tiles
 from lensing_core.storage import DataRoot
 
 LMAX, NOISE = 200, "des_y3"
@@ -45,6 +51,20 @@ def _linked_root(built: DataRoot, name: str) -> DataRoot:
     shards.parent.mkdir(parents=True)
     shutil.copytree(built.shards(LMAX, NOISE).dir, shards, copy_function=os.link)
     return root
+
+
+def _build(settings: PlatformSettings, root: DataRoot) -> None:
+    """Maps, tiles and ``200|des_y3`` shards of the configured suite (what is missing)."""
+    source = settings.kappa_source()
+    start = time.perf_counter()
+    for sim_id in source.catalog.sim_ids:
+        if not root.kappa_path(sim_id).is_file():
+            make_kappa(root, source, sim_id)
+        if not root.tiles_path(sim_id, LMAX).is_file():
+            make_tiles(root, sim_id, LMAX, settings.tiling)
+    write_config_shards(root, source.catalog, LMAX, NOISE, source.catalog.sim_ids)
+    n = len(source.catalog)
+    print(f"built {n} sims ({source.suite_text()}) in {time.perf_counter() - start:.0f} s")
 
 
 def _summary(record: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -68,11 +88,17 @@ def _summary(record: dict[str, Any], seconds: float) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Train and report each loss and compressor seed; print and save the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("losses", nargs="*", choices=COMPRESSOR_LOSSES, default=[])
+    parser.add_argument("losses", nargs="*", help=f"among {COMPRESSOR_LOSSES} (default: all)")
     parser.add_argument("--compressor-seeds", type=int, default=1)
+    parser.add_argument("--build", action="store_true", help="make the suite's shards first")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.losses) - set(COMPRESSOR_LOSSES))
+    if unknown:
+        parser.error(f"unknown losses {unknown}; choose among {COMPRESSOR_LOSSES}")
     settings = PlatformSettings.from_env()
     built = DataRoot(settings.data_root)
+    if args.build:
+        _build(settings, built)
     training = settings.training
     results: dict[str, Any] = {}
     for loss in args.losses or COMPRESSOR_LOSSES:

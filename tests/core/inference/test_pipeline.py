@@ -428,6 +428,15 @@ def test_models_are_selected_on_their_validation_sets_only(trained_root: DataRoo
     with torch.no_grad():
         nll = float(npe.model.nll(theta, compressor.compress(tiles)).mean())
     assert npe.extra["best_val_nll"] == pytest.approx(nll, rel=1e-4, abs=1e-5)
+    # every seed's checkpoint records its own training, and the first lists them all
+    spread = load_npe_seeds(trained_root.npe(LMAX, NOISE).checkpoint)
+    assert [n.extra["seed"] for n in spread] == [42, 43, 44]
+    listed = [entry["best_val_nll"] for entry in npe.extra["seeds"]]
+    assert [n.extra["best_val_nll"] for n in spread] == listed
+    for seed_npe in spread:
+        with torch.no_grad():
+            seed_nll = float(seed_npe.model.nll(theta, compressor.compress(tiles)).mean())
+        assert seed_npe.extra["best_val_nll"] == pytest.approx(seed_nll, rel=1e-4, abs=1e-5)
 
 
 def test_training_draws_every_noise_realization(
