@@ -23,9 +23,10 @@ def test_readme_cli_materializes_109_400(user_env: dict[str, str]) -> None:
     """Bare CLI fails with the command to run; that command, then `-m lensing_assets`, work."""
     registered = shell("python -m lensing_assets.register", user_env)
     assert registered.returncode == 0, registered.stderr[-3000:]
-    assert "registered 791 new sims of 791 (synthetic source" in registered.stdout
+    # the 791 sims and 31 realizations of the fiducial (16 per point, sim 109 one of them)
+    assert "registered 822 new sims of 822 (synthetic source" in registered.stdout
     again = shell("python -m lensing_assets.register", user_env)
-    assert "registered 0 new sims of 791" in again.stdout
+    assert "registered 0 new sims of 822" in again.stdout
     bare_tiles = "dagster asset materialize --select tiles --partition '109|400'"
     first = shell(bare_tiles, user_env)
     assert first.returncode != 0

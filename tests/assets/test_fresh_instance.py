@@ -13,7 +13,7 @@ from tests.fixtures.shell import shell, user_environment
 KAPPA_109 = "dagster asset materialize --select kappa_maps --partition 109"
 TILES_109 = "dagster asset materialize --select tiles --partition '109|200'"
 UNKNOWN = (
-    "sim 5000 is not a sim of the synthetic source (791 sims, 1..791): set LENSING_SUITE to a "
+    "sim 5000 is not a sim of the synthetic source (822 sims, 1..20016): set LENSING_SUITE to a "
     "suite of the synthetic source that includes 5000, then run: "
     "python -m lensing_assets.register 5000"
 )
