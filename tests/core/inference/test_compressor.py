@@ -85,21 +85,6 @@ def tiny_config(**overrides: object) -> CompressorConfig:
 
 
 @pytest.fixture(scope="module")
-def table() -> TileTable:
-    return toy_table()
-
-
-@pytest.fixture(scope="module")
-def split(table: TileTable) -> Split:
-    return make_split(table.sim_id, TOY_SPLIT)
-
-
-@pytest.fixture(scope="module")
-def stats(table: TileTable, split: Split) -> NormStats:
-    return compute_norm_stats(table.tiles, table.theta, split.compressor_train)
-
-
-@pytest.fixture(scope="module")
 def trained(
     tmp_path_factory: pytest.TempPathFactory, table: TileTable, split: Split
 ) -> CompressorResult:

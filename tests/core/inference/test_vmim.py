@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from lensing_core.dataset.loader import TileTable
-from lensing_core.dataset.normalization import NormStats, compute_norm_stats
-from lensing_core.dataset.splits import Split, make_split
+from lensing_core.dataset.normalization import NormStats
+from lensing_core.dataset.splits import Split
 from lensing_core.inference.compressor import (
     CompressorModule,
     build_vmim_head,
@@ -34,7 +34,7 @@ from lensing_core.inference.config import (
 )
 from lensing_core.inference.npe import GaussianNPE
 from lensing_core.inference.training import CompressorResult, evaluate_split, fit_compressor
-from tests.core.inference.test_compressor import TOY_SPLIT, tiny_config, toy_table
+from tests.core.inference.test_compressor import tiny_config
 
 # --- the linear-Gaussian toy --------------------------------------------------------------------
 
@@ -150,21 +150,6 @@ def test_vmim_learns_the_analytic_posterior_mean(toy: ToyFit) -> None:
 
 
 # --- the Lightning module -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def table() -> TileTable:
-    return toy_table()
-
-
-@pytest.fixture(scope="module")
-def split(table: TileTable) -> Split:
-    return make_split(table.sim_id, TOY_SPLIT)
-
-
-@pytest.fixture(scope="module")
-def stats(table: TileTable, split: Split) -> NormStats:
-    return compute_norm_stats(table.tiles, table.theta, split.compressor_train)
 
 
 @pytest.fixture(scope="module")
