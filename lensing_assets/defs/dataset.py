@@ -8,9 +8,8 @@ from lensing_assets.defs.conditions import fan_in
 from lensing_assets.defs.metadata import materialized
 from lensing_assets.defs.partitions import LMAX_DIM, config_of, dataset_partitions_def
 from lensing_assets.defs.tiles import tiles
+from lensing_core.dataset.columns import CONTENT_HASH_VERSION
 from lensing_core.dataset.hf import REVISION_ID_VERSION, HubTarget, publish_revision
-from lensing_core.dataset.parquet import write_config_shards
-from lensing_core.dataset.schema import CONTENT_HASH_VERSION
 from lensing_core.sims.sources import KappaSource
 from lensing_core.sky.tiles import TilingOptions
 from lensing_core.storage import DataRoot
@@ -40,6 +39,9 @@ def tile_shards(
     tiling: dg.ResourceParam[TilingOptions],
 ) -> dg.MaterializeResult:
     """Parquet shards of one (lmax, noise level) configuration: one row per tile of every sim."""
+    # pyarrow and datasets: imported where used, so loading the code location stays light
+    from lensing_core.dataset.parquet import write_config_shards
+
     lmax, noise = config_of(context.partition_key)
     catalog = kappa_source.catalog
     report = write_config_shards(

@@ -26,12 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from lensing_core.dataset.parquet import ShardReport, read_shard_manifest
-from lensing_core.dataset.schema import (
+from lensing_core.dataset.columns import (
     COLUMN_DESCRIPTIONS,
     COLUMN_DTYPES,
     CONFIG_NAMES,
-    features,
     parse_config_name,
     tile_shape,
 )
@@ -45,6 +43,8 @@ from lensing_core.storage import SPLIT, DataRoot, RevisionDir, ShardSet
 
 if TYPE_CHECKING:
     from datasets import Dataset
+
+    from lensing_core.dataset.parquet import ShardReport
 
 logger = logging.getLogger(__name__)
 
@@ -549,6 +549,9 @@ def _checked_report(
     hf_dir: Path, name: str, item: ShardReport | Path, scheme: str, noise_convention: str
 ) -> ShardReport:
     """The on-disk report of one configuration, checked against *item* and the card."""
+    # pyarrow and datasets: imported where used, so loading the code location stays light
+    from lensing_core.dataset.parquet import ShardReport, read_shard_manifest
+
     parse_config_name(name)
     expected_dir = RevisionDir(hf_dir).shards(name).dir
     given_dir = item.out_dir if isinstance(item, ShardReport) else Path(item)
@@ -575,6 +578,8 @@ def _dataset_info_yaml(reports: Mapping[str, ShardReport], names: list[str]) -> 
     from datasets import DatasetInfo, SplitDict, SplitInfo
     from datasets.info import DatasetInfosDict
     from huggingface_hub import DatasetCardData
+
+    from lensing_core.dataset.schema import features
 
     infos = DatasetInfosDict(
         {

@@ -10,12 +10,11 @@ import io
 from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter, NullLocator
 from PIL import Image
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from lensing_core.validation import SpectraComparison, SpectraVerdict
 
 _N_COLS = 5  # the 10 pairs of 4 bins: 2 rows of 5 panels
@@ -53,6 +52,11 @@ def spectra_figure(
         band powers with Gaussian cosmic-variance errors, theory line) and a lower panel
         showing measured/theory per band with its error.
     """
+    # heavy: imported where used, so loading the code location stays light
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter, NullLocator
+
     n_pairs = len(comparison.pairs)
     n_rows = -(-n_pairs // _N_COLS)
     fig = Figure(figsize=(2.6 * _N_COLS, 3.3 * n_rows))

@@ -8,15 +8,15 @@ Built from :class:`~matplotlib.figure.Figure` with the Agg canvas (no ``pyplot``
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import healpy as hp
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import BoundaryNorm, ListedColormap
-from matplotlib.figure import Figure
 
 from lensing_core._types import FloatArray
 from lensing_core.sky.tiles import N_TILES, sky_coverage, tile_membership
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DEFAULT_TILE_IDS = (0, 4, 8)  # one tile of each orientation
 KAPPA_PERCENTILE = 99.5  # colour limit of a bin: this percentile of |kappa| over its shown tiles
@@ -84,6 +84,10 @@ def tile_gallery(
     ValueError
         If *tiles* is not ``(12, n_bins, n, n)`` or a tile id is outside ``0..11``.
     """
+    # heavy: imported where used, so loading the code location stays light
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     array, ids = _check_tiles(tiles, tile_ids)
     n_bins = array.shape[1]
     shown = array[ids]  # (n_rows, n_bins, n, n)
@@ -128,6 +132,8 @@ def _tile_counts_on_grid(
     counts: np.ndarray, nside: int, n_lon: int, n_lat: int
 ) -> tuple[FloatArray, FloatArray, np.ndarray]:
     """Cell edges (radians, Mollweide convention) and the count of each cell's centre pixel."""
+    import healpy as hp
+
     lon_edges_rad = np.linspace(-np.pi, np.pi, n_lon + 1)
     lat_edges_rad = np.linspace(-np.pi / 2, np.pi / 2, n_lat + 1)
     lon_rad = 0.5 * (lon_edges_rad[1:] + lon_edges_rad[:-1])
@@ -162,6 +168,10 @@ def coverage_figure(scheme: str, *, nside: int = 64) -> Figure:
     ValueError
         For an unknown scheme.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.figure import Figure
+
     coverage, overlap = sky_coverage(scheme, nside)
     counts = np.minimum(tile_membership(scheme, nside).sum(axis=0), 2)  # (npix,) 0, 1 or 2+
     fractions = [float(np.mean(counts == c)) for c in range(3)]

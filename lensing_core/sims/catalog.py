@@ -15,7 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
-from scipy.stats import qmc
+
+from lensing_core.sims.sobol import scrambled_sobol
 
 #: Parameters every catalog entry has.
 PARAM_KEYS: tuple[str, ...] = (
@@ -178,9 +179,11 @@ def synthetic_catalog(
     names = ("Omega_m", "S8", "w", "h", "n_s", "Omega_bh2", "m_nu")
     lo = np.array([ranges[k][0] for k in names])
     hi = np.array([ranges[k][1] for k in names])
-    sampler = qmc.Sobol(d=len(names), scramble=True, rng=np.random.default_rng(seed))
     n_draw = 1 << max(10, math.ceil(math.log2(3 * n_sims)))
-    points = lo + sampler.random(n_draw) * (hi - lo)
+    # the points of scipy.stats.qmc.Sobol(rng=default_rng(seed)), which draws from a child it
+    # spawns from that generator; in numpy, so that loading the code location needs no scipy
+    rng = np.random.default_rng(seed).spawn(1)[0]
+    points = lo + scrambled_sobol(n_draw, len(names), rng=rng) * (hi - lo)
     entries: dict[int, dict[str, float]] = {}
     sig_lo, sig_hi = ranges["sigma_8"]
     for row in points:

@@ -13,7 +13,6 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Literal
 
-import glass
 import numpy as np
 
 from lensing_core.sims.catalog import FIDUCIAL_PARAMS
@@ -181,6 +180,8 @@ def synthetic_kappa(
     if not 2 <= lmax <= 3 * nside - 1:
         msg = f"lmax must lie in [2, 3 * nside - 1 = {3 * nside - 1}], got {lmax}"
         raise ValueError(msg)
+    import glass  # heavy: imported where used, so loading the code location stays light
+
     if nz is None:
         nz = des_y3_like_nz()
     t0 = time.perf_counter()

@@ -16,12 +16,11 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyccl as ccl
-from scipy.interpolate import CubicSpline
-from scipy.special import erf
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    import pyccl as ccl
 
     from lensing_core._types import FloatArray
 
@@ -102,6 +101,9 @@ def des_y3_like_nz(z: FloatArray | None = None) -> tuple[FloatArray, FloatArray]
     >>> n.shape
     (4, 601)
     """
+    # heavy: imported where used, so loading the code location stays light
+    from scipy.special import erf
+
     if z is None:
         z = np.linspace(0.0, _DEFAULT_Z_MAX, _DEFAULT_N_Z)
     z = np.asarray(z, dtype=np.float64)
@@ -181,6 +183,8 @@ _COSMOLOGY_KEYS = frozenset(
 
 @lru_cache(maxsize=8)
 def _cosmology_of(key: tuple[tuple[str, float], ...]) -> ccl.Cosmology:
+    import pyccl as ccl
+
     params = dict(key)
     omega_m = _param(params, "Omega_m")
     h = _param(params, "h")
@@ -250,6 +254,8 @@ def convergence_tracers(
     ``pyccl.CMBLensingTracer``), on the same lensing kernel, so that
     :math:`C^{\gamma}_\ell = \frac{(\ell+2)(\ell-1)}{\ell(\ell+1)} C^{\kappa}_\ell`.
     """
+    import pyccl as ccl
+
     z, n = _check_nz(nz)
     tracers = []
     for n_i in n:
@@ -302,6 +308,9 @@ def kappa_cls(
     if lmax < 2:
         msg = f"lmax must be at least 2, got {lmax}"
         raise ValueError(msg)
+    import pyccl as ccl
+    from scipy.interpolate import CubicSpline
+
     t0 = time.perf_counter()
     cosmo = ccl_cosmology(params)
     tracers = convergence_tracers(cosmo, nz)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-import ducc0
 import numpy as np
 
 from lensing_core._types import ComplexArray, FloatArray, IntArray
@@ -75,6 +74,8 @@ def truncate_alm(alm: ComplexArray, lmax_out: int) -> ComplexArray:
 
 @lru_cache(maxsize=16)
 def _geometry(nside: int) -> dict[str, np.ndarray]:
+    import ducc0  # heavy: imported where used, so loading the code location stays light
+
     return ducc0.healpix.Healpix_Base(nside, "RING").sht_info()
 
 
@@ -117,6 +118,8 @@ def synthesize_rings(
     -------
         Maps, shape ``(n_maps, n_pixels_in_rings)``, float64 or float32.
     """
+    import ducc0
+
     if alm.dtype != np.complex64:
         alm = np.ascontiguousarray(alm, dtype=np.complex128)
     lmax = lmax_of(alm.shape[-1])
@@ -166,6 +169,8 @@ def map2alm(
     The first estimate is the quadrature ``a = w Y^H m`` with ``w = 4 pi / npix``; each
     iteration adds ``w Y^H (m - Y a)``.
     """
+    import ducc0
+
     maps = np.ascontiguousarray(maps, dtype=dtype)
     nside = nside_from_npix(maps.shape[-1])
     geom = _geometry(nside)

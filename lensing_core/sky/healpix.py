@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import healpy as hp
 import numpy as np
 
 from lensing_core._types import FloatArray, IntArray
@@ -92,6 +91,8 @@ def face_ring_indices(nside: int) -> IntArray:
         the east corner's neighbour along the face's south-east edge, as in ``healpy.pix2xyf``).
         The returned array is read-only and cached.
     """
+    import healpy as hp  # heavy: imported where used, so loading the code location stays light
+
     n = nside
     x, y = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")  # (n, n) each
     faces = np.arange(12)[:, None, None]

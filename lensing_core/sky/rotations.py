@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import ducc0
 import numpy as np
 
 from lensing_core._types import ComplexArray, FloatArray
@@ -122,6 +121,8 @@ def rotate_alm(
     -------
         Rotated coefficients, same shape; a new array (the identity returns a copy).
     """
+    import ducc0  # heavy: imported where used, so loading the code location stays light
+
     if np.allclose(matrix, np.eye(3), atol=1e-15):
         return alm.copy()
     psi, theta, phi = zyz_euler_from_matrix(matrix)

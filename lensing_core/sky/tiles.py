@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-import healpy as hp
 import numpy as np
 import numpy.typing as npt
 
@@ -373,6 +372,8 @@ def extract_tiles_reference(
     plain quadrature commutes with truncation); with iterations an analysis at a smaller
     lmax differs slightly (about 1e-3) from the truncation of the analysis at the largest.
     """
+    import healpy as hp  # heavy: imported where used, so loading the code location stays light
+
     nside_in = check_maps(kappa, what="kappa maps")
     lmax_list, levels, tile_nside = check_request(
         nside_in, kappa.shape[0], lmaxes, noise_levels, scheme, nside_out
@@ -404,6 +405,8 @@ def extract_tiles_reference(
 
 def _faces_of(vectors: FloatArray) -> IntArray:
     """HEALPix base face (0..11) of unit vectors, shape ``(3, n)``."""
+    import healpy as hp
+
     return hp.vec2pix(1, vectors[0], vectors[1], vectors[2], nest=True)
 
 
@@ -434,6 +437,8 @@ def tile_membership(scheme: str = "belts", nside: int = 64) -> npt.NDArray[np.bo
     Tile ``(k, f)`` shows the original sky at directions ``p`` with ``face(R_k p) == f``,
     where ``R_k`` is the orientation's active rotation.
     """
+    import healpy as hp
+
     matrices = orientation_matrices(scheme)
     npix = 12 * nside * nside
     sky = np.array(hp.pix2vec(nside, np.arange(npix)))  # (3, npix), original frame
@@ -470,6 +475,8 @@ def sky_coverage(scheme: str = "belts", nside: int = 64) -> tuple[float, FloatAr
     where ``R_k`` is the orientation's active rotation. Membership is exact per sample, so
     the figures carry only the sampling error of the pixel centres.
     """
+    import healpy as hp
+
     matrices = orientation_matrices(scheme)
     in_tile = tile_membership(scheme, nside).any(axis=0)  # (npix,)
     overlap = np.zeros((N_TILES, N_TILES))

@@ -18,6 +18,7 @@ from lensing_core.sims.catalog import (
     GOWER_STREET_RANGES,
     PARAM_KEYS,
     PARAM_NAMES,
+    SYNTHETIC_DESIGN_SEED,
     SimCatalog,
     parse_suite,
     read_gower_street_csv,
@@ -146,6 +147,45 @@ def test_design_points_are_distinct(full_catalog: SimCatalog) -> None:
     theta = full_catalog.theta()
     assert theta.shape == (791, len(PARAM_NAMES))
     assert len(np.unique(theta, axis=0)) == 791
+
+
+def test_synthetic_design_is_scipys_scrambled_sobol_design(full_catalog: SimCatalog) -> None:
+    """Every sim but 109 is, to the last bit, the point of scipy's scrambled Sobol' sampler.
+
+    The catalog draws its design with numpy (:mod:`lensing_core.sims.sobol`), so that loading
+    the code location does not import scipy; the suite is the one first built with
+    ``scipy.stats.qmc.Sobol(d=7, rng=default_rng(SYNTHETIC_DESIGN_SEED))``.
+    """
+    from scipy.stats import qmc
+
+    names = ("Omega_m", "S8", "w", "h", "n_s", "Omega_bh2", "m_nu")
+    lo = np.array([GOWER_STREET_RANGES[k][0] for k in names])
+    hi = np.array([GOWER_STREET_RANGES[k][1] for k in names])
+    sampler = qmc.Sobol(d=7, scramble=True, rng=np.random.default_rng(SYNTHETIC_DESIGN_SEED))
+    points = lo + sampler.random(4096) * (hi - lo)  # 791 sims draw 2**ceil(log2(3 * 791))
+    sig_lo, sig_hi = GOWER_STREET_RANGES["sigma_8"]
+    kept = []
+    for row in points.tolist():
+        values = dict(zip(names, row, strict=True))
+        values["sigma_8"] = values.pop("S8") / math.sqrt(values["Omega_m"] / 0.3)
+        if sig_lo <= values["sigma_8"] <= sig_hi:
+            kept.append(values)
+    assert len(kept) >= 791
+    for sim_id, values in zip(full_catalog.sim_ids, kept, strict=False):
+        if sim_id != FIDUCIAL_SIM_ID:
+            assert {k: full_catalog[sim_id][k] for k in values} == values, f"sim {sim_id}"
+
+
+def test_synthetic_design_values_are_pinned(full_catalog: SimCatalog) -> None:
+    """A few values of the design written out, so that no library update can move the suite."""
+    pinned = {
+        1: (0.39352664049714803, 0.535128375981003, -1.4439150986354798),
+        2: (0.23147577917203307, 0.8007279122248292, -0.7113091786485166),
+        791: (0.36520997470244765, 0.5384151102043688, -0.8550042383931578),
+    }
+    for sim_id, (omega_m, s8, w) in pinned.items():
+        params = full_catalog[sim_id]
+        assert (params["Omega_m"], params["S8"], params["w"]) == (omega_m, s8, w)
 
 
 def test_catalog_access_errors_name_the_sim(full_catalog: SimCatalog) -> None:
