@@ -17,7 +17,11 @@ import pytest
 # healpy.rotate_alm then takes 0.5 s instead of 0.1 ms (read when healpy is first imported).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-pytest_plugins = ["tests.fixtures.maps", "tests.fixtures.dagster"]
+pytest_plugins = [
+    "tests.fixtures.maps",
+    "tests.fixtures.dagster",
+    "tests.fixtures.slurm",
+]
 
 
 @pytest.fixture(autouse=True, scope="session")
