@@ -175,7 +175,7 @@ def remove_stale_staging(tmp_root: Path, name: str) -> list[str]:
         if not pid_text.isdigit() or not path.is_dir():
             continue
         pid = int(pid_text)
-        if pid == os.getpid() or _pid_alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path.name)
@@ -215,7 +215,8 @@ def swap_directory(staging: Path, final: Path) -> None:
     fsync_path(final.parent)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process *pid* exists on this machine (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
