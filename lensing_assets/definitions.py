@@ -10,10 +10,12 @@ from __future__ import annotations
 import dagster as dg
 
 from lensing_assets.defs.automation import automation_defs
+from lensing_assets.defs.batch import with_batch_policy
 from lensing_assets.defs.dataset import hf_dataset, tile_shards
+from lensing_assets.defs.executor import lensing_executor
 from lensing_assets.defs.inputs import sim_inputs
 from lensing_assets.defs.jobs import JOBS
-from lensing_assets.defs.kappa import kappa_map_checks, kappa_maps
+from lensing_assets.defs.kappa import kappa_maps
 from lensing_assets.defs.models import build_model_assets
 from lensing_assets.defs.registration import register_suite
 from lensing_assets.defs.reports import fom_report
@@ -29,19 +31,19 @@ def build_defs(settings: PlatformSettings) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             sim_inputs,
-            kappa_maps,
-            tiles,
+            with_batch_policy(kappa_maps, settings.automation.kappa_per_run),
+            with_batch_policy(tiles, settings.automation.tiles_per_run),
             tile_shards,
             hf_dataset,
             *build_model_assets(settings.training),
             fom_report,
             *STUDY_ASSETS,
         ],
-        asset_checks=[kappa_map_checks],
         jobs=JOBS,
         sensors=sensors,
         schedules=schedules,
         resources=platform_resources(settings),
+        executor=lensing_executor,
     )
 
 

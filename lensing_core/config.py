@@ -45,6 +45,13 @@ frozen dataclasses. The variables:
 ``LENSING_AUTOMATION``              ``on`` (default) or ``off``: whether the sensors and the
                                     schedules start running with the daemon
 ``LENSING_BACKFILL_CRON``           when the fill-missing schedules run (default ``0 2 * * *``)
+``LENSING_KAPPA_PER_RUN``           kappa-map partitions (sims) per run of a backfill (default 16)
+``LENSING_TILES_PER_RUN``           tile partitions (sim x lmax) per run of a backfill (default
+                                    50: the five lmax of 10 sims)
+``LENSING_DASK_*``, ``LENSING_SLURM_*``
+                                    the Dask cluster of the kappa and tile batches: on this
+                                    machine (default), at a scheduler, or on SLURM (the table of
+                                    :mod:`lensing_core.cluster`)
 ==================================  =============================================================
 """
 
@@ -55,6 +62,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from lensing_core.cluster import ClusterSettings
 from lensing_core.dataset.hf import HubTarget
 from lensing_core.dataset.splits import SPLIT_KINDS, SplitSpec
 from lensing_core.inference.config import (
@@ -82,7 +90,7 @@ def default_data_root() -> Path:
 @dataclass(frozen=True)
 class AutomationSettings:
     """
-    Whether the sensors and schedules start running, and when the backfill runs.
+    Whether the sensors and schedules start running, when the backfill runs, how many per run.
 
     Attributes
     ----------
@@ -90,10 +98,25 @@ class AutomationSettings:
         ``LENSING_AUTOMATION=on``: the sensors and schedules start running with the daemon.
     backfill_cron
         Cron schedule of the nightly fill-missing schedules (``LENSING_BACKFILL_CRON``).
+    kappa_per_run, tiles_per_run
+        Partitions of ``kappa_maps`` (sims) and of ``tiles`` (sim x lmax) per run of a
+        backfill, an automation request or a fill-missing schedule (``LENSING_KAPPA_PER_RUN``,
+        default 16; ``LENSING_TILES_PER_RUN``, default 50: the five lmax of 10 sims). 1 is one
+        run per partition.
     """
 
     enabled: bool = True
     backfill_cron: str = "0 2 * * *"
+    kappa_per_run: int = 16
+    tiles_per_run: int = 50
+
+    def __post_init__(self) -> None:
+        for name, value in (
+            ("LENSING_KAPPA_PER_RUN", self.kappa_per_run),
+            ("LENSING_TILES_PER_RUN", self.tiles_per_run),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
 
 
 @dataclass(frozen=True)
@@ -115,6 +138,8 @@ class PlatformSettings:
         Where the dataset revision is pushed (nowhere by default).
     automation
         Sensors and schedules.
+    cluster
+        The Dask cluster that batches of kappa maps and tiles run on.
     """
 
     data_root: Path
@@ -123,6 +148,7 @@ class PlatformSettings:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     hub: HubTarget = field(default_factory=HubTarget)
     automation: AutomationSettings = field(default_factory=AutomationSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     def __post_init__(self) -> None:
         _check_choice("LENSING_TILE_SCHEME", self.tiling.scheme, SCHEMES)
@@ -195,7 +221,10 @@ class PlatformSettings:
             automation=AutomationSettings(
                 enabled=automation == "on",
                 backfill_cron=text("LENSING_BACKFILL_CRON", "0 2 * * *"),
+                kappa_per_run=_integer(env, "LENSING_KAPPA_PER_RUN", 16) or 16,
+                tiles_per_run=_integer(env, "LENSING_TILES_PER_RUN", 50) or 50,
             ),
+            cluster=ClusterSettings.from_env(env),
         )
 
     def kappa_source(self) -> KappaSource:

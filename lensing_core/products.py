@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -165,7 +165,7 @@ def make_kappa(
 
 
 def _analysis_for_tiles(
-    root: DataRoot, sim_id: int, lmax: int, options: TilingOptions, missing_hint: str
+    root: DataRoot, sim_id: int, lmaxes: list[int], options: TilingOptions, missing_hint: str
 ) -> tuple[ComplexArray, int, dict[str, Any]]:
     """The analysis stored with the sim's maps if it is the one wanted, else a fresh one."""
     alm, meta = root.read_kappa_alm(sim_id, missing_hint=missing_hint)
@@ -178,7 +178,7 @@ def _analysis_for_tiles(
         return alm, nside, meta
     maps, meta = root.read_kappa(sim_id, missing_hint=missing_hint)
     nside = check_maps(maps, what=f"kappa maps of sim {sim_id} ({root.kappa_path(sim_id)})")
-    check_request(nside, maps.shape[0], [lmax], NOISE_LEVELS)  # before the analysis
+    check_request(nside, maps.shape[0], lmaxes, NOISE_LEVELS)  # before the analysis
     return _analyse(maps, options), nside, meta
 
 
@@ -253,18 +253,80 @@ def make_tiles(
     Notes
     -----
     Starts from the analysis stored with the maps (see :func:`make_kappa`), so the tiles are
-    the same bytes as ``extract_tiles(maps, [lmax], ...)`` without a second analysis.
+    the same bytes as ``extract_tiles(maps, [lmax], ...)`` without a second analysis. One
+    lmax of :func:`make_tiles_batch`.
+    """
+    outcome = make_tiles_batch(root, sim_id, [lmax], options, missing_hint=missing_hint)[lmax]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def make_tiles_batch(
+    root: DataRoot,
+    sim_id: int,
+    lmaxes: Iterable[int],
+    options: TilingOptions = DEFAULT_TILING,
+    *,
+    missing_hint: str = "",
+) -> dict[int, TilesResult | Exception]:
+    """
+    The tiles of one sim at several lmax, each orientation rotated once for all of them.
+
+    Parameters
+    ----------
+    root, sim_id, options, missing_hint
+        As in :func:`make_tiles`.
+    lmaxes
+        The band limits wanted (tile partitions ``sim_id|lmax``).
+
+    Returns
+    -------
+        ``{lmax: outcome}`` for every lmax asked: the written :class:`TilesResult`, or the
+        exception that stopped that lmax (:class:`~lensing_core.io.InputMissingError` if the
+        kappa maps are missing, ``ValueError`` naming the sim, lmax and file otherwise). One
+        lmax refused (e.g. above the maps' band limit) does not stop the others.
+
+    Notes
+    -----
+    The signal and noise alm are rotated once per orientation at the analysis' band limit
+    and truncated to every lmax (:func:`~lensing_core.sky.tiles.tiles_from_alm`); a rotation
+    does not mix multipoles, so each lmax gets the same bytes as :func:`make_tiles` alone
+    at the cost of one rotation instead of one per lmax. Each record's ``seconds`` is its
+    share of the batch's time; ``batch_lmax`` lists the lmax made together.
     """
     start = time.perf_counter()
+    wanted = sorted({int(lmax) for lmax in lmaxes})
+    outcomes: dict[int, TilesResult | Exception] = {}
+
+    def refuse(lmaxes_refused: Iterable[int], err: Exception) -> None:
+        for lmax in lmaxes_refused:
+            msg = f"tiles of sim {sim_id} at lmax {lmax} from {root.kappa_path(sim_id)}: {err}"
+            outcomes[lmax] = ValueError(msg)
+
     try:
-        alm, nside_in, kappa_meta = _analysis_for_tiles(root, sim_id, lmax, options, missing_hint)
-        provenance = kappa_meta.get("provenance", {})
-        check_band_limit(
-            sim_id, lmax, provenance.get("band_limit"), source=provenance.get("source", "kappa")
-        )
+        alm, nside_in, kappa_meta = _analysis_for_tiles(root, sim_id, wanted, options, missing_hint)
+    except InputMissingError as err:
+        return dict.fromkeys(wanted, err)
+    except ValueError as err:
+        refuse(wanted, err)
+        return outcomes
+    provenance = kappa_meta.get("provenance", {})
+    good = []
+    for lmax in wanted:
+        try:
+            source = provenance.get("source", "kappa")
+            check_band_limit(sim_id, lmax, provenance.get("band_limit"), source=source)
+            check_request(nside_in, alm.shape[0], [lmax], NOISE_LEVELS)
+            good.append(lmax)
+        except ValueError as err:
+            refuse([lmax], err)
+    if not good:
+        return outcomes
+    try:
         by_key = tiles_from_alm(
             alm,
-            [lmax],
+            good,
             NOISE_LEVELS,
             nside_in=nside_in,
             scheme=options.scheme,
@@ -273,30 +335,36 @@ def make_tiles(
             nthreads=options.nthreads,
             realizations=options.noise_realizations,
         )
-    except InputMissingError:
-        raise
     except ValueError as err:
-        msg = f"tiles of sim {sim_id} at lmax {lmax} from {root.kappa_path(sim_id)}: {err}"
-        raise ValueError(msg) from err
-    by_noise = {noise: by_key[lmax, noise] for noise in NOISE_LEVELS}  # (R, 12, 4, n, n)
-    first = {noise: tiles[0] for noise, tiles in by_noise.items()}  # realisation 0
-    summary = tile_summary(
-        first,
-        lmax=lmax,
-        nside_in=nside_in,
-        scheme=options.scheme,
-        convention=options.noise_convention,
-    )
-    meta = {
-        "sim_id": sim_id,
-        "lmax": lmax,
-        "source": kappa_meta.get("provenance", {}),
-        "params": kappa_meta.get("params", {}),
-        **summary,
-        "noise_realizations": {noise: len(tiles) for noise, tiles in by_noise.items()},
-    }
-    path = root.write_tiles(sim_id, lmax, by_noise, meta)
-    return TilesResult(path, {**meta, "seconds": round(time.perf_counter() - start, 2)}, first)
+        refuse(good, err)
+        return outcomes
+    seconds = round((time.perf_counter() - start) / len(good), 2)
+    for lmax in good:
+        by_noise = {noise: by_key[lmax, noise] for noise in NOISE_LEVELS}  # (R, 12, 4, n, n)
+        first = {noise: tiles[0] for noise, tiles in by_noise.items()}  # realisation 0
+        summary = tile_summary(
+            first,
+            lmax=lmax,
+            nside_in=nside_in,
+            scheme=options.scheme,
+            convention=options.noise_convention,
+        )
+        meta = {
+            "sim_id": sim_id,
+            "lmax": lmax,
+            "source": provenance,
+            "params": kappa_meta.get("params", {}),
+            **summary,
+            "noise_realizations": {noise: len(tiles) for noise, tiles in by_noise.items()},
+        }
+        try:
+            path = root.write_tiles(sim_id, lmax, by_noise, meta)
+        except OSError as err:
+            outcomes[lmax] = err
+            continue
+        record = {**meta, "seconds": seconds, "batch_lmax": good}
+        outcomes[lmax] = TilesResult(path, record, first)
+    return outcomes
 
 
 @dataclass(frozen=True)

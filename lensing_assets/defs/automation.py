@@ -12,7 +12,9 @@ They run by default when the daemon runs (``dagster dev`` starts one), unless
     Nightly (``LENSING_BACKFILL_CRON``, 02:00 by default), request every missing or failed
     partition of the data assets whose upstream is there: kappa maps of registered sims;
     tiles whose kappa maps exist; shards of an lmax with some tiles; the dataset revision.
-    Each request is a run, throttled by the run queue of ``dagster.yaml``. Models are not
+    Kappa maps and tiles are requested as partition ranges, as many partitions per run as a
+    backfill of them would hold (:mod:`lensing_assets.defs.batch`); each request is a run,
+    throttled by the run queue of ``dagster.yaml``. Models are not
     trained by the schedules: ask for a configuration (UI, CLI or ``make demo``) and the
     automation keeps it up to date. (``build_schedule_from_partitioned_job`` rejects static
     multi-partitions, and one schedule targets one job, hence one schedule per asset.)
@@ -37,8 +39,11 @@ from lensing_assets.defs.partitions import (
 )
 from lensing_assets.defs.tiles import tiles
 from lensing_core.config import AutomationSettings
+from lensing_core.sky.tiles import LMAX_TO_NSIDE
 
 RETRY = (None, dg.AssetPartitionStatus.FAILED)  # missing or failed: request it
+#: The run tags of a partition range (what a backfill policy's runs carry).
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def _to_fill(
@@ -97,14 +102,69 @@ def missing_hf_dataset(instance: dg.DagsterInstance) -> list[None]:
     return [None] if failed_last else []
 
 
+def key_ranges(
+    keys: Sequence[str], order: Sequence[str], max_per_run: int
+) -> list[tuple[str, str]]:
+    """
+    *keys* as ``(first, last)`` ranges of consecutive keys of *order*.
+
+    At most *max_per_run* keys each: the runs a backfill policy of that size would make.
+    """
+    wanted = set(keys)
+    ranges: list[tuple[str, str]] = []
+    run: list[str] = []
+    for key in order:
+        if key in wanted and len(run) < max_per_run:
+            run.append(key)
+            continue
+        if run:
+            ranges.append((run[0], run[-1]))
+        run = [key] if key in wanted else []
+    if run:
+        ranges.append((run[0], run[-1]))
+    return ranges
+
+
+def tile_ranges(
+    keys: Sequence[str], sims: Sequence[str], max_per_run: int
+) -> list[tuple[str, str]]:
+    """
+    Missing tile keys as sim x lmax boxes, whole sims together.
+
+    A range of a sim x lmax key is the box of its sims and its lmax. Sims missing the same
+    consecutive lmax are put together, as many as fit *max_per_run* partitions, so that a run
+    holds all the lmax of each of its sims (one rotation per orientation for all of them).
+    """
+    lmax_order = [str(lmax) for lmax in sorted(LMAX_TO_NSIDE)]
+    missing_by_sim: dict[str, list[str]] = {}
+    for key in keys:
+        sim_id, lmax = sim_lmax_of(key)
+        missing_by_sim.setdefault(str(sim_id), []).append(str(lmax))
+    boxes: dict[tuple[str, str], list[str]] = {}  # (first lmax, last lmax) -> sims, in order
+    for sim in sims:
+        for first, last in key_ranges(missing_by_sim.get(sim, []), lmax_order, len(lmax_order)):
+            boxes.setdefault((first, last), []).append(sim)
+    ranges = []
+    for (first, last), box_sims in boxes.items():
+        width = lmax_order.index(last) - lmax_order.index(first) + 1
+        for sim_a, sim_b in key_ranges(box_sims, sims, max(1, max_per_run // width)):
+            ranges.append((f"{sim_a}|{first}", f"{sim_b}|{last}"))
+    return ranges
+
+
 def _fill_schedule(
     name: str,
     job_name: str,
     missing: Callable[[dg.DagsterInstance], Sequence[str | None]],
     cron: str,
     status: dg.DefaultScheduleStatus,
+    ranges: Callable[[dg.DagsterInstance, Sequence[str]], list[tuple[str, str]]] | None = None,
 ) -> dg.ScheduleDefinition:
-    """A schedule of *job_name* at *cron* requesting the partitions ``missing(instance)``."""
+    """
+    A schedule of *job_name* at *cron* requesting the partitions ``missing(instance)``.
+
+    One run per key, or per range of ``ranges(instance, keys)`` if given.
+    """
 
     @dg.schedule(
         name=name,
@@ -119,7 +179,15 @@ def _fill_schedule(
         if not keys:
             return dg.SkipReason("nothing is missing or failed")
         tick = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")  # one run a night
-        return [dg.RunRequest(run_key=f"{tick}/{key}", partition_key=key) for key in keys]
+        if ranges is None:
+            return [dg.RunRequest(run_key=f"{tick}/{key}", partition_key=key) for key in keys]
+        return [
+            dg.RunRequest(
+                run_key=f"{tick}/{first}...{last}",
+                tags={RANGE_START: first, RANGE_END: last},
+            )
+            for first, last in ranges(context.instance, [k for k in keys if k is not None])
+        ]
 
     return fill
 
@@ -146,14 +214,45 @@ def automation_defs(
         minimum_interval_seconds=30,
         description="Evaluates the automation conditions of every asset (see defs/conditions.py).",
     )
-    fills: list[tuple[str, str, Callable[[dg.DagsterInstance], Sequence[str | None]]]] = [
-        ("fill_missing_kappa_maps", "kappa_job", missing_kappa),
-        ("fill_missing_tiles", "tiles_job", missing_tiles),
-        ("fill_missing_tile_shards", "shards_job", missing_shards),
-        ("fill_missing_hf_dataset", "hf_dataset_job", missing_hf_dataset),
-    ]
+
+    def kappa_ranges(instance: dg.DagsterInstance, keys: Sequence[str]) -> list[tuple[str, str]]:
+        sims = instance.get_dynamic_partitions(SIMS_PARTITIONS)
+        return key_ranges(keys, sims, settings.kappa_per_run)
+
+    def tiles_ranges(instance: dg.DagsterInstance, keys: Sequence[str]) -> list[tuple[str, str]]:
+        sims = instance.get_dynamic_partitions(SIMS_PARTITIONS)
+        return tile_ranges(keys, sims, settings.tiles_per_run)
+
     schedules = [
-        _fill_schedule(name, job, missing, settings.backfill_cron, schedule_status)
-        for name, job, missing in fills
+        _fill_schedule(
+            "fill_missing_kappa_maps",
+            "kappa_job",
+            missing_kappa,
+            settings.backfill_cron,
+            schedule_status,
+            kappa_ranges,
+        ),
+        _fill_schedule(
+            "fill_missing_tiles",
+            "tiles_job",
+            missing_tiles,
+            settings.backfill_cron,
+            schedule_status,
+            tiles_ranges,
+        ),
+        _fill_schedule(
+            "fill_missing_tile_shards",
+            "shards_job",
+            missing_shards,
+            settings.backfill_cron,
+            schedule_status,
+        ),
+        _fill_schedule(
+            "fill_missing_hf_dataset",
+            "hf_dataset_job",
+            missing_hf_dataset,
+            settings.backfill_cron,
+            schedule_status,
+        ),
     ]
     return [discovery_sensor(sensor_status), lensing_automation], schedules

@@ -30,6 +30,9 @@ def platform_resources(settings: PlatformSettings) -> dict[str, Any]:
         :class:`~lensing_core.dataset.hf.HubTarget` (the token is read only when pushing).
     ``training``
         :class:`~lensing_core.inference.config.TrainingSettings`.
+    ``cluster``
+        :class:`~lensing_core.cluster.ClusterSettings`: where batches of kappa maps and tiles
+        run (the cluster is opened by the run that needs it).
     """
     return {
         "storage": DataRoot(settings.data_root),
@@ -40,4 +43,5 @@ def platform_resources(settings: PlatformSettings) -> dict[str, Any]:
         "tiling": settings.tiling,
         "hf_hub": settings.hub,
         "training": settings.training,
+        "cluster": settings.cluster,
     }

@@ -307,7 +307,11 @@ def tiles_from_alm(
         msg = f"alm of lmax {lmax_top} cannot give tiles at lmax {lmax_list[-1]}"
         raise ValueError(msg)
     start = time.perf_counter()
-    signal = alm
+    # A rotation does not mix multipoles: rotate once at the largest lmax requested and
+    # truncate for the others (and the noise draw for a smaller lmax is the truncation of the
+    # draw for a larger one), so the tiles at one lmax do not depend on the others requested.
+    lmax_top = lmax_list[-1]
+    signal = truncate_alm(alm, lmax_top)
     # the maps to cut: the signal, then every (noisy level, realisation) as signal + noise
     outputs = [
         (level, r) for level in levels for r in range(1 if level == "noiseless" else realizations)

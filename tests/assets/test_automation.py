@@ -19,6 +19,8 @@ import pytest
 
 from lensing_assets import build_defs
 from lensing_assets.defs.automation import (
+    RANGE_END,
+    RANGE_START,
     missing_hf_dataset,
     missing_kappa,
     missing_shards,
@@ -280,8 +282,15 @@ def test_schedules_request_only_missing_partitions(
         instance=instance, scheduled_execution_time=NIGHT, repository_def=defs.get_repository_def()
     )
     requests = by_name["fill_missing_tiles"].evaluate_tick(context).run_requests
-    assert {r.partition_key for r in requests} == {f"2|{lmax}" for lmax in LMAX[1:]}
-    assert all(r.run_key.startswith("2026-11-22T02:00/") for r in requests)
+    # one run for the four missing lmax of sim 2 (a partition range: 2|400 ... 2|1000)
+    (request,) = requests
+    assert request.partition_key is None
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2|400", "2|1000")
+    assert request.run_key == "2026-11-22T02:00/2|400...2|1000"
+    (kappa,) = by_name["fill_missing_kappa_maps"].evaluate_tick(context).run_requests
+    assert (kappa.tags[RANGE_START], kappa.tags[RANGE_END]) == ("3", "3")
+    shards = by_name["fill_missing_tile_shards"].evaluate_tick(context).run_requests
+    assert {r.partition_key for r in shards} == set(missing_shards(instance))
     _materialized(instance, "kappa_maps", ["3"])
     _materialized(instance, "hf_dataset", [None])
     context = dg.build_schedule_context(

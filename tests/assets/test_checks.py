@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from lensing_assets.defs.kappa import kappa_map_checks, kappa_maps
+from lensing_assets.defs.kappa import kappa_maps
 from lensing_core.sims.catalog import synthetic_catalog
 from lensing_core.sims.sources import SyntheticSource
 from lensing_core.storage import DataRoot
@@ -37,7 +37,7 @@ class _ScaledSource(SyntheticSource):
 
 def _materialize(resources: dict) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [kappa_maps, kappa_map_checks],
+        [kappa_maps],
         partition_key="109",
         resources=resources,
         instance=ephemeral_instance(),
@@ -53,8 +53,8 @@ def _run_checks_only(resources: dict) -> dg.ExecuteInProcessResult:
     tag, as for a run launched from the UI.
     """
     return dg.materialize(
-        [kappa_maps, kappa_map_checks],
-        selection=dg.AssetSelection.checks(kappa_map_checks),
+        [kappa_maps],
+        selection=dg.AssetSelection.checks_for_assets(kappa_maps),
         tags={"dagster/partition": "109"},
         resources=resources,
         instance=ephemeral_instance(),

@@ -58,6 +58,7 @@ def test_one_tile_partition_end_to_end(data_root: Path, test_resources: dict) ->
     assert result.success
     assert _visible_files(data_root) == [
         data_root / "kappa" / "sim00109.npz",
+        data_root / "reports" / "kappa_checks" / "sim00109_spectra.png",  # its checks ran too
         data_root / "tiles" / "lmax200" / "sim00109.npz",
     ]
     by_noise, file_meta = DataRoot(data_root).read_tiles(109, 200, NOISE_LEVELS)
