@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.maps",
     "tests.fixtures.dagster",
     "tests.fixtures.slurm",
+    "tests.fixtures.postgres",
 ]
 
 
