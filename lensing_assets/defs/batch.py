@@ -23,6 +23,12 @@ from lensing_core.cluster import ClusterError, ClusterSettings, describe, open_c
 from lensing_core.config import AutomationSettings
 from lensing_core.io import InputMissingError
 
+#: The pool of the kappa and tiles steps. A batch takes every core of this machine through its
+#: local Dask cluster, so the pool's default limit of 1 (``dagster.yaml``) runs one batch at a
+#: time; raise it (``dagster instance concurrency set data N``) when the batches run on SLURM
+#: or an external scheduler.
+DATA_POOL = "data"
+
 #: Partitions per run of ``kappa_maps`` and ``tiles`` unless the settings say otherwise
 #: (``LENSING_KAPPA_PER_RUN``, ``LENSING_TILES_PER_RUN``; :func:`batch_policies`).
 KAPPA_BATCH = AutomationSettings().kappa_per_run

@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 
-from lensing_assets.defs.batch import KAPPA_BATCH, compute_batch, record_batch
+from lensing_assets.defs.batch import DATA_POOL, KAPPA_BATCH, compute_batch, record_batch
 from lensing_assets.defs.conditions import per_partition
 from lensing_assets.defs.inputs import sim_inputs
 from lensing_assets.defs.metadata import dagster_metadata
@@ -80,6 +80,7 @@ with warnings.catch_warnings():
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=KAPPA_BATCH),
     can_subset=True,
     name="kappa_maps",
+    pool=DATA_POOL,
 )
 def kappa_maps(
     context: dg.AssetExecutionContext,

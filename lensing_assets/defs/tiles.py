@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import dagster as dg
 
-from lensing_assets.defs.batch import TILES_BATCH, compute_batch, record_batch
+from lensing_assets.defs.batch import DATA_POOL, TILES_BATCH, compute_batch, record_batch
 from lensing_assets.defs.conditions import per_partition
 from lensing_assets.defs.kappa import kappa_maps
 from lensing_assets.defs.partitions import SIM_DIM, sim_lmax_of, sim_lmax_partitions_def
@@ -71,4 +71,5 @@ with warnings.catch_warnings():
         code_version=TILES_CODE_VERSION,
         automation_condition=per_partition,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=TILES_BATCH),
+        pool=DATA_POOL,
     )(_tiles)
