@@ -1,10 +1,12 @@
 """`make demo`: materialize the whole graph for the configured suite into the real instance.
 
-Runs every partition in this process, one after the other, recording each run in the
-instance of ``DAGSTER_HOME`` so that ``dagster dev`` shows the results afterwards: kappa
-maps, tiles and shards at the requested lmax values, the dataset revision, then compressor,
-NPE and FoM report of the requested configurations (default ``200|des_y3``). A failed
-partition is reported and the others go on. At the end it prints the fiducial FoM with its
+Runs the graph in this process, one run after the other, recording each run in the instance
+of ``DAGSTER_HOME`` so that ``dagster dev`` shows the results afterwards: kappa maps and tiles
+in runs of many partitions each, as a backfill makes them (``LENSING_KAPPA_PER_RUN`` sims,
+``LENSING_TILES_PER_RUN`` tile partitions, spread over the Dask cluster of the settings),
+shards at the requested lmax values, the dataset revision, then compressor, NPE and FoM
+report of the requested configurations (default ``200|des_y3``). A failed partition is
+reported and the others go on. At the end it prints the fiducial FoM with its
 scatter, the prior's FoM, the calibration and the compressor's test R^2, and checks that the
 compressor learned (R^2 of S8 above 0.5, fiducial FoM at least twice the prior's): the exit
 status is 1 if a partition failed or a check did not pass.
@@ -15,17 +17,21 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from lensing_assets.definitions import build_defs
+from lensing_assets.defs.automation import RANGE_END, RANGE_START, key_ranges, tile_ranges
 from lensing_assets.defs.partitions import (
+    SIMS_PARTITIONS,
     config_of,
     dataset_partitions_def,
     register_sims,
     sim_lmax_partitions_def,
+    sim_partitions_def,
 )
 from lensing_core.config import PlatformSettings
 from lensing_core.inference.fom import read_fom_result
@@ -49,19 +55,45 @@ def _shown(path: Path | str) -> str:
 
 
 def _run(
-    defs: dg.Definitions, job_name: str, partition_key: str | None, instance: dg.DagsterInstance
+    defs: dg.Definitions,
+    job_name: str,
+    partition_key: str | None,
+    instance: dg.DagsterInstance,
+    last: str | None = None,
 ) -> bool:
+    """One run of *job_name* for *partition_key*, or for the range up to *last*."""
     start = time.perf_counter()
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        partition_key=partition_key, instance=instance, raise_on_error=False, run_config=QUIET
-    )
+    job = defs.resolve_job_def(job_name)
+    if last is None or last == partition_key:
+        result = job.execute_in_process(
+            partition_key=partition_key, instance=instance, raise_on_error=False, run_config=QUIET
+        )
+    else:
+        result = job.execute_in_process(
+            tags={RANGE_START: str(partition_key), RANGE_END: last},
+            instance=instance,
+            raise_on_error=False,
+            run_config=QUIET,
+        )
     status = "ok" if result.success else "FAILED"
-    key = partition_key or "-"
+    key = partition_key if last in (None, partition_key) else f"{partition_key}...{last}"
+    key = key or "-"
     _say(f"  {job_name:14s} {key:>12s}  {status}  {time.perf_counter() - start:6.1f} s")
     for failure in result.get_step_failure_events():
         error = failure.step_failure_data.error
         _say(f"    {error.message.strip() if error else 'failed (no error recorded)'}")
     return result.success
+
+
+def _failed(
+    instance: dg.DagsterInstance,
+    asset: str,
+    keys: Sequence[str],
+    partitions_def: dg.PartitionsDefinition,
+) -> list[str]:
+    """The partitions among *keys* of *asset* that are not materialized."""
+    status = instance.get_status_by_partition(dg.AssetKey(asset), keys, partitions_def) or {}
+    return [key for key in keys if status.get(key) != dg.AssetPartitionStatus.MATERIALIZED]
 
 
 def _report(root: DataRoot, key: str) -> bool:
@@ -251,12 +283,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     start = time.perf_counter()
     register_sims(instance, sims)
-    failed = [str(s) for s in sims if not _run(defs, "kappa_job", str(s), instance)]
-    for key in sim_lmax_partitions_def.get_partition_keys(dynamic_partitions_store=instance):
-        sim, lmax = key.split("|")
-        wanted = int(sim) in sims and int(lmax) in args.lmax and sim not in failed
-        if wanted and not _run(defs, "tiles_job", key, instance):
-            failed.append(key)
+    order = instance.get_dynamic_partitions(SIMS_PARTITIONS)
+    kappa_keys = [str(s) for s in sims]
+    for first, last in key_ranges(kappa_keys, order, settings.automation.kappa_per_run):
+        _run(defs, "kappa_job", first, instance, last)
+    failed = _failed(instance, "kappa_maps", kappa_keys, sim_partitions_def)
+    tile_keys = [
+        str(key)
+        for key in sim_lmax_partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+        if int(key.split("|")[0]) in sims
+        and int(key.split("|")[1]) in args.lmax
+        and key.split("|")[0] not in failed
+    ]
+    for first, last in tile_ranges(tile_keys, order, settings.automation.tiles_per_run):
+        _run(defs, "tiles_job", first, instance, last)
+    failed += _failed(instance, "tiles", tile_keys, sim_lmax_partitions_def)
     for lmax in args.lmax:
         for noise in NOISE_LEVELS:
             if not _run(defs, "shards_job", f"{lmax}|{noise}", instance):
