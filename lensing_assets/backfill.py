@@ -24,7 +24,7 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
 
-from lensing_assets.defs.automation import RETRY
+from lensing_assets.defs.automation import to_fill
 from lensing_assets.defs.partitions import SIMS_PARTITIONS, sim_lmax_of
 from lensing_core.config import PlatformSettings
 from lensing_core.sims.catalog import parse_suite
@@ -72,14 +72,14 @@ def backfill_partitions(
         if name == "kappa_maps":
             keys = [key for key in keys if key in wanted_sims]
         else:
+            by_key = {key: sim_lmax_of(key) for key in keys}
             keys = [
                 key
-                for key in keys
-                if str(sim_lmax_of(key)[0]) in wanted_sims and sim_lmax_of(key)[1] in wanted_lmax
+                for key, (sim, lmax) in by_key.items()
+                if str(sim) in wanted_sims and lmax in wanted_lmax
             ]
         if missing_only:
-            status = instance.get_status_by_partition(asset.key, keys, partitions_def) or {}
-            keys = [key for key in keys if status.get(key) in RETRY]
+            keys = to_fill(instance, asset, keys, partitions_def)
         out[name] = keys
     return out
 

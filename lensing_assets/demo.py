@@ -30,6 +30,7 @@ from lensing_assets.defs.partitions import (
     config_of,
     dataset_partitions_def,
     register_sims,
+    sim_lmax_of,
     sim_lmax_partitions_def,
     sim_partitions_def,
 )
@@ -288,12 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     for first, last in key_ranges(kappa_keys, order, settings.automation.kappa_per_run):
         _run(defs, "kappa_job", first, instance, last)
     failed = _failed(instance, "kappa_maps", kappa_keys, sim_partitions_def)
+    all_tiles = sim_lmax_partitions_def.get_partition_keys(dynamic_partitions_store=instance)
     tile_keys = [
         str(key)
-        for key in sim_lmax_partitions_def.get_partition_keys(dynamic_partitions_store=instance)
-        if int(key.split("|")[0]) in sims
-        and int(key.split("|")[1]) in args.lmax
-        and key.split("|")[0] not in failed
+        for key, (sim, lmax) in ((key, sim_lmax_of(key)) for key in all_tiles)
+        if sim in sims and lmax in args.lmax and str(sim) not in failed
     ]
     for first, last in tile_ranges(tile_keys, order, settings.automation.tiles_per_run):
         _run(defs, "tiles_job", first, instance, last)

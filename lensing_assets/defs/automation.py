@@ -46,7 +46,7 @@ RETRY = (None, dg.AssetPartitionStatus.FAILED)  # missing or failed: request it
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
-def _to_fill(
+def to_fill(
     instance: dg.DagsterInstance,
     asset: dg.AssetsDefinition,
     keys: Sequence[str],
@@ -60,7 +60,7 @@ def _to_fill(
 def missing_kappa(instance: dg.DagsterInstance) -> list[str]:
     """Registered sims whose kappa maps are missing or failed."""
     sims = instance.get_dynamic_partitions(SIMS_PARTITIONS)
-    return _to_fill(instance, kappa_maps, sims, sim_partitions_def)
+    return to_fill(instance, kappa_maps, sims, sim_partitions_def)
 
 
 def missing_tiles(instance: dg.DagsterInstance) -> list[str]:
@@ -71,7 +71,7 @@ def missing_tiles(instance: dg.DagsterInstance) -> list[str]:
         for key in sim_lmax_partitions_def.get_partition_keys(dynamic_partitions_store=instance)
         if str(sim_lmax_of(key)[0]) in kappa_done
     ]
-    return _to_fill(instance, tiles, keys, sim_lmax_partitions_def)
+    return to_fill(instance, tiles, keys, sim_lmax_partitions_def)
 
 
 def missing_shards(instance: dg.DagsterInstance) -> list[str]:
@@ -84,7 +84,7 @@ def missing_shards(instance: dg.DagsterInstance) -> list[str]:
         for key in dataset_partitions_def.get_partition_keys()
         if config_of(key)[0] in lmax_with_tiles
     ]
-    return _to_fill(instance, tile_shards, keys, dataset_partitions_def)
+    return to_fill(instance, tile_shards, keys, dataset_partitions_def)
 
 
 def missing_hf_dataset(instance: dg.DagsterInstance) -> list[None]:
